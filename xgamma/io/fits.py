@@ -1,0 +1,225 @@
+"""Reading GADF FITS files with errors that name the file and HDU.
+
+Two jobs:
+
+- `read_hdus` opens a FITS file once (local path or any fsspec URL, plain or
+  gzip-compressed) and returns header and data of the requested HDUs, fully
+  read, so a truncated or corrupt file fails here with the file and HDU named
+  instead of later, somewhere else.
+- `read_irf_table` turns a one-row GADF IRF table into named axes and N-D
+  data arrays whose dimensions are bound by the axis *column names*, never by
+  position: astropy returns FITS column-major arrays reversed, and IRF files
+  in the wild order their axis columns differently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import fsspec
+import numpy as np
+from astropy.io import fits
+
+__all__ = ["DL3FileError", "HDUData", "read_hdus", "read_irf_table", "IRFTable", "AXIS_COLUMNS"]
+
+
+class DL3FileError(OSError):
+    """A DL3 file or HDU that cannot be read; the message names file and HDU."""
+
+
+@dataclass
+class HDUData:
+    """Header and data of one HDU, read into memory."""
+
+    header: fits.Header
+    data: np.ndarray | None
+    name: str
+    filename: str
+    columns: dict = field(default_factory=dict)  # column name -> unit string
+
+
+def _open_bytes(path: str) -> bytes:
+    """Read the whole (possibly gzip-compressed) file, decompressed."""
+    try:
+        with fsspec.open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError as err:
+        raise DL3FileError(f"file not found: {path}") from err
+    except OSError as err:
+        raise DL3FileError(f"cannot read {path}: {err}") from err
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as err:
+            raise DL3FileError(f"corrupt or truncated gzip file {path}: {err}") from err
+    return raw
+
+
+def _hdu_key(hdu):
+    """Accept HDU names case-insensitively, or integer indices."""
+    if isinstance(hdu, (int, np.integer)):
+        return int(hdu)
+    return str(hdu).strip().upper()
+
+
+def read_hdus(path, hdus) -> dict:
+    """Read the given HDUs of one FITS file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Local path or fsspec URL; gzip compression is detected from content.
+    hdus : iterable of str or int
+        HDU names (case-insensitive) or indices.
+
+    Returns
+    -------
+    dict
+        Maps each requested name (as given) to an `HDUData`.
+
+    Raises
+    ------
+    DL3FileError
+        If the file is missing, truncated or not FITS, or an HDU is missing;
+        the message names the file and the HDU.
+    """
+    path = os.fspath(path)
+    raw = _open_bytes(path)
+    out = {}
+    try:
+        with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=True) as hdul:
+            available = None
+            for request in hdus:
+                key = _hdu_key(request)
+                try:
+                    hdu = hdul[key]
+                except (KeyError, IndexError) as err:
+                    if available is None:
+                        available = [h.name for h in hdul]
+                    raise DL3FileError(f"{path}: no HDU {request!r} (the file has {available})") from err
+                data = hdu.data  # forces the read: truncation fails here
+                columns = {}
+                if isinstance(hdu, fits.BinTableHDU):
+                    columns = {c.name.upper(): (c.unit or "") for c in hdu.columns}
+                    data = np.asarray(data) if data is not None else None
+                out[request] = HDUData(hdu.header.copy(), data, hdu.name, path, columns)
+    except DL3FileError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError) as err:
+        raise DL3FileError(f"{path}: not a readable FITS file ({type(err).__name__}: {err})") from err
+    return out
+
+
+# Column aliases of each GADF IRF axis (first match wins), and the xgamma dim.
+AXIS_COLUMNS = {
+    "ENERG": ("ENERG", "ETRUE"),
+    "THETA": ("THETA",),
+    "MIGRA": ("MIGRA",),
+    "RAD": ("RAD",),
+    "DETX": ("DETX",),
+    "DETY": ("DETY",),
+}
+
+
+@dataclass
+class IRFTable:
+    """One-row IRF table, axes bound by name.
+
+    Attributes
+    ----------
+    axes : dict
+        Maps the GADF axis name (``ENERG``, ``THETA`` ...) to ``(lo, hi, unit)``.
+    data : dict
+        Maps each data column name to ``(array, unit, axis_names)`` where the
+        array's dimensions are in the order of ``axis_names`` (GADF names).
+    header : astropy.io.fits.Header
+    """
+
+    axes: dict
+    data: dict
+    header: fits.Header
+    filename: str
+    hdu: str
+
+
+def _find_axis_column(columns, axis, path, hdu):
+    for alias in AXIS_COLUMNS[axis]:
+        if f"{alias}_LO" in columns and f"{alias}_HI" in columns:
+            return alias
+    raise DL3FileError(f"{path}[{hdu}]: missing axis columns {axis}_LO/{axis}_HI (columns: {sorted(columns)})")
+
+
+def _axis_order(hdu_data: HDUData, aliases: dict) -> list:
+    """GADF axis names in FITS (fastest-first) order: from CREF, else column order."""
+    by_alias = {alias: axis for axis, alias in aliases.items()}
+    for key, value in hdu_data.header.items():
+        if key.startswith("CREF") and isinstance(value, str):
+            names = re.findall(r"([A-Z]+)_LO", value.upper())
+            order = [by_alias[n] for n in names if n in by_alias]
+            if len(order) == len(aliases):
+                return order
+    column_order = [name[:-3] for name in hdu_data.columns if name.endswith("_LO")]
+    return [by_alias[n] for n in column_order if n in by_alias]
+
+
+def _non_singleton(shape):
+    return tuple(n for n in shape if n != 1)
+
+
+def read_irf_table(hdu_data: HDUData, axes, data_columns) -> IRFTable:
+    """Bind a one-row GADF IRF table to named axes.
+
+    Parameters
+    ----------
+    hdu_data : HDUData
+        The HDU as read by `read_hdus`.
+    axes : sequence of str
+        GADF axis names present in the table, e.g. ``("ENERG", "THETA")``.
+    data_columns : sequence of str or tuple of str
+        Data column names; a tuple lists aliases (``("BKG", "BGD")``).
+
+    Returns
+    -------
+    IRFTable
+
+    Raises
+    ------
+    DL3FileError
+        If a column is missing or the data shape does not match the axis sizes;
+        the message names file, HDU, column and both shapes.
+    """
+    path, hdu = hdu_data.filename, hdu_data.name
+    table = hdu_data.data
+    columns = hdu_data.columns
+    if table is None or len(table) < 1:
+        raise DL3FileError(f"{path}[{hdu}]: IRF table has no rows")
+    aliases = {axis: _find_axis_column(columns, axis, path, hdu) for axis in axes}
+    axis_values = {}
+    for axis, alias in aliases.items():
+        lo = np.atleast_1d(np.asarray(table[f"{alias}_LO"][0], dtype=float))
+        hi = np.atleast_1d(np.asarray(table[f"{alias}_HI"][0], dtype=float))
+        axis_values[axis] = (lo, hi, columns.get(f"{alias}_LO", ""))
+    # numpy order is the reverse of the FITS (fastest-first) order
+    numpy_order = _axis_order(hdu_data, aliases)[::-1]
+    expected_shape = tuple(axis_values[a][0].size for a in numpy_order)
+
+    data = {}
+    for spec in data_columns:
+        names = (spec,) if isinstance(spec, str) else tuple(spec)
+        name = next((n for n in names if n in columns), None)
+        if name is None:
+            raise DL3FileError(f"{path}[{hdu}]: missing data column {' or '.join(names)} (columns: {sorted(columns)})")
+        values = np.asarray(table[name][0], dtype=float)
+        # size-1 axes may be dropped in files (a scalar THETA column); nothing else may differ
+        if values.shape != expected_shape and _non_singleton(values.shape) != _non_singleton(expected_shape):
+            raise DL3FileError(
+                f"{path}[{hdu}]: column {name} has shape {values.shape} but its axes "
+                f"{numpy_order} have sizes {expected_shape}"
+            )
+        data[names[0]] = (values.reshape(expected_shape), columns.get(name, ""), tuple(numpy_order))
+    return IRFTable(axis_values, data, hdu_data.header, path, hdu)
