@@ -86,6 +86,8 @@ class MapAxis:
         values = np.asarray(edges.value, dtype=float)
         if values.ndim != 1 or values.size < 2:
             raise ValueError(f"axis {name!r}: need at least two edges, got {values.size}")
+        if np.any(np.diff(values) <= 0):
+            raise ValueError(f"axis {name!r}: edges must be strictly increasing, got {values}")
         return cls(values[:-1], values[1:], name=name, unit=edges.unit, interp=interp)
 
     @classmethod

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from xgamma.io.fits import DL3FileError, read_hdus, read_irf_table
+
+PROD5 = "cta-caldb/Prod5-South-20deg-AverageAz-14MSTs37SSTs.180000s-v0.1.fits.gz"
+HESS = "hess-dl3-dr1/data/hess_dl3_dr1_obs_id_023523.fits.gz"
+
+
+@pytest.mark.parametrize("path, hdu", [(PROD5, "BACKGROUND"), (HESS, "BKG")])
+def test_axes_are_bound_by_column_name_not_position(data_dir, path, hdu):
+    # Prod5 lists ENERG before DETX/DETY, H.E.S.S. lists it last: both must
+    # come out with the energy dimension where the ENERG column says.
+    table = read_irf_table(read_hdus(data_dir / path, [hdu])[hdu], ("ENERG", "DETX", "DETY"), [("BKG", "BGD")])
+    values, unit, dims = table.data["BKG"]
+    sizes = {axis: lo.size for axis, (lo, hi, _) in table.axes.items()}
+    assert values.shape == tuple(sizes[d] for d in dims)
+    # the background rate at the FoV centre falls steeply with energy
+    energy_axis = dims.index("ENERG")
+    centre = [s // 2 for s in values.shape]
+    index = tuple(slice(None) if i == energy_axis else c for i, c in enumerate(centre))
+    profile = values[index]
+    peak = int(np.argmax(profile))
+    assert peak < profile.size // 2
+    assert profile[peak] > 100 * profile[-1] > 0
+
+
+def test_truncated_file_names_the_file(tmp_path, data_dir):
+    raw = (data_dir / HESS).read_bytes()
+    broken = tmp_path / "cut.fits.gz"
+    broken.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DL3FileError, match="cut.fits.gz"):
+        read_hdus(broken, ["EVENTS"])
+
+
+def test_missing_file_and_hdu(tmp_path, data_dir):
+    with pytest.raises(DL3FileError, match="file not found: .*nope.fits"):
+        read_hdus(tmp_path / "nope.fits", ["EVENTS"])
+    with pytest.raises(DL3FileError, match="no HDU 'POINTING'.*EVENTS"):
+        read_hdus(data_dir / HESS, ["POINTING"])
+
+
+def test_shape_mismatch_is_an_error_not_a_reshape(tmp_path):
+    cols = [
+        fits.Column("ENERG_LO", "3E", array=[[1, 2, 3]]),
+        fits.Column("ENERG_HI", "3E", array=[[2, 3, 4]]),
+        fits.Column("THETA_LO", "2E", array=[[0, 1]]),
+        fits.Column("THETA_HI", "2E", array=[[1, 2]]),
+        fits.Column("EFFAREA", "4E", dim="(2,2)", array=[np.ones((2, 2))]),
+    ]
+    path = tmp_path / "aeff.fits"
+    fits.BinTableHDU.from_columns(cols, name="AEFF").writeto(path)
+    with pytest.raises(DL3FileError, match=r"EFFAREA has shape \(2, 2\).*\(2, 3\)"):
+        read_irf_table(read_hdus(path, ["AEFF"])["AEFF"], ("ENERG", "THETA"), ["EFFAREA"])
