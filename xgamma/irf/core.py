@@ -1,0 +1,434 @@
+"""Common base of all IRF classes: labelled data, metadata and interpolation.
+
+Every IRF wraps one `xarray.DataArray` (``irf.data``) whose dimensions are
+xgamma axis names (``energy_true``, ``energy``, ``offset``, ``migra``,
+``rad``, ``fov_lon``, ``fov_lat``) carrying `~xgamma.axes.MapAxis` coordinates
+(centre, ``<name>_min``, ``<name>_max``; attrs ``units``, ``interp``). The
+values are exactly the values of the FITS column, in the file's unit (attr
+``units``); the header metadata travels in ``attrs`` as well, so
+``to_dataarray`` / ``from_dataarray`` round-trip through Zarr.
+
+Interpolation (`IRF.evaluate`)
+------------------------------
+Multilinear between table nodes, on each axis's own scale: log in energy,
+linear in offset, migra, rad and FoV coordinates. Nodes are the bin centres
+(geometric centres for energy) or, for node axes (``THETA_LO == THETA_HI``),
+the nodes themselves; a value at a node is the table value exactly. Between
+the outermost centre and the outer bin edge the outermost value is held (the
+bin's value stands for the whole bin). Beyond the axis extent (outer bin edges
+with a 1e-6 relative tolerance for float32 edges, or first/last node) the
+result is 0; classes name the axes where they clamp to the edge value instead
+(`RadMax2D`). NaN coordinates give NaN. Values are
+interpolated linearly, except where a class sets ``values_scale = "log"``
+(background: log of the rate, values clipped at float32 ``tiny`` so empty
+nodes stay finite; results at or below that floor are returned as 0).
+"""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import xarray as xr
+
+from ..axes import MapAxis
+from ..io.fits import DL3FileError, HDUData, read_hdus, read_irf_table
+from ..units import quantity, to_value, unit_string
+
+__all__ = ["IRF", "IRFClassError", "parse_unit", "CANONICAL_AXIS_UNITS"]
+
+#: Unit in which plain numbers given for each axis are understood.
+CANONICAL_AXIS_UNITS = {
+    "energy": u.TeV,
+    "energy_true": u.TeV,
+    "offset": u.deg,
+    "rad": u.deg,
+    "fov_lon": u.deg,
+    "fov_lat": u.deg,
+    "migra": u.dimensionless_unscaled,
+}
+
+# GADF axis column name -> (xgamma dim, interpolation scale); energy depends on the class.
+_GADF_AXIS_SCALE = {"ENERG": "log", "THETA": "lin", "MIGRA": "lin", "RAD": "lin", "DETX": "lin", "DETY": "lin"}
+
+# Header keywords kept as metadata attrs (values are plain str/float).
+_META_KEYS = ("HDUCLASS", "HDUVERS", "HDUCLAS1", "HDUCLAS2", "HDUCLAS4", "LO_THRES", "HI_THRES", "RAD_MAX", "FOVALIGN")
+
+_TINY = float(np.finfo(np.float32).tiny)
+_REL_TOL = 1e-6  # tolerance on the axis extent (edges are often float32)
+
+
+class IRFClassError(DL3FileError, ValueError):
+    """An IRF HDU of unknown or unsupported class (also a `ValueError`)."""
+
+
+def parse_unit(text, default="") -> u.Unit:
+    """Parse a FITS unit string, accepting generic, OGIP and CDS spellings.
+
+    Parameters
+    ----------
+    text : str or None
+        Unit string from a FITS column (``"m2"``, ``"1/s/MeV/sr"``, ``"sr^(-1)"`` ...).
+    default : str
+        Unit used when ``text`` is empty.
+
+    Raises
+    ------
+    ValueError
+        If no format can parse ``text``.
+    """
+    text = (text or "").strip() or default
+    for fmt in (None, "ogip", "cds", "fits"):
+        try:
+            return u.Unit(text) if fmt is None else u.Unit(text, format=fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"cannot parse unit {text!r}")
+
+
+def _meta_value(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return str(value).strip()
+
+
+# ---------------------------------------------------------------------------
+# interpolation kernel
+# ---------------------------------------------------------------------------
+class _AxisGrid:
+    """One axis prepared for interpolation, in canonical units."""
+
+    def __init__(self, axis: MapAxis, clamp: bool):
+        factor = axis.unit.to(CANONICAL_AXIS_UNITS.get(axis.name, axis.unit))
+        self.name = axis.name
+        self.log = axis.interp == "log"
+        centers = axis.center.value * factor
+        self.nodes = np.log(centers) if self.log else centers
+        self.lo = axis.edges_min.value[0] * factor
+        self.hi = axis.edges_max.value[-1] * factor
+        self.clamp = clamp
+
+    def weights(self, x):
+        """Lower node index, weight of the upper node, and outside mask."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scaled = np.log(x) if self.log else x
+            tol = _REL_TOL * max(abs(self.lo), abs(self.hi), 1e-12)
+            outside = (x < self.lo - tol) | (x > self.hi + tol)
+        n = self.nodes.size
+        if n == 1:
+            return np.zeros(x.shape, dtype=int), np.zeros(x.shape), outside
+        clipped = np.clip(scaled, self.nodes[0], self.nodes[-1])
+        idx = np.clip(np.searchsorted(self.nodes, clipped, side="right") - 1, 0, n - 2)
+        weight = (clipped - self.nodes[idx]) / (self.nodes[idx + 1] - self.nodes[idx])
+        return idx, np.where(np.isnan(x), np.nan, weight), outside
+
+
+def _corners(grids, coords):
+    """Yield ``(index tuple, weight)`` for the ``2**ndim`` cell corners.
+
+    ``coords`` are plain arrays already broadcast to one shape.
+    """
+    parts = [grid.weights(c) for grid, c in zip(grids, coords)]
+    ndim = len(grids)
+    for corner in range(2**ndim):
+        index, weight = [], 1.0
+        for k, (idx, w, _) in enumerate(parts):
+            upper = (corner >> k) & 1
+            if grids[k].nodes.size == 1:
+                if upper:
+                    break
+                index.append(idx)
+                continue
+            index.append(idx + upper)
+            weight = weight * (w if upper else 1.0 - w)
+        else:
+            yield tuple(index), weight
+    return
+
+
+def _outside(grids, coords):
+    mask = np.zeros(np.shape(coords[0]), dtype=bool)
+    for grid, c in zip(grids, coords):
+        if not grid.clamp:
+            mask |= grid.weights(c)[2]
+    return mask
+
+
+def interpolate(grids, values, coords, values_scale="lin", fill_value=0.0):
+    """Multilinear interpolation of ``values`` (dims in the order of ``grids``).
+
+    Trailing dims of ``values`` beyond the grid axes are carried along.
+    """
+    coords = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
+    log_values = values_scale == "log"
+    table = np.log(np.clip(values, _TINY, None)) if log_values else values
+    result = 0.0
+    for index, weight in _corners(grids, coords):
+        w = np.asarray(weight)
+        w = w.reshape(w.shape + (1,) * (table.ndim - len(grids)))
+        result = result + w * table[index]
+    if log_values:
+        result = np.exp(result)
+        result = np.where(result <= 2 * _TINY, 0.0, result)
+    outside = _outside(grids, coords).reshape(coords[0].shape + (1,) * (table.ndim - len(grids)))
+    return np.where(outside, fill_value, result)
+
+
+# ---------------------------------------------------------------------------
+# base class
+# ---------------------------------------------------------------------------
+class IRF:
+    """Base class of the IRF classes; see the module docstring for conventions.
+
+    Parameters
+    ----------
+    data : `xarray.DataArray`
+        Values with dims ``axis_names`` (any order; transposed by name) and
+        MapAxis coordinates, attrs ``units`` plus metadata.
+
+    Attributes
+    ----------
+    tag : str
+        HDU-index class (``aeff_2d`` ...).
+    axis_names : tuple of str
+        Dimension names in canonical order.
+    output_unit : str
+        Unit of `evaluate`'s result.
+    """
+
+    tag = ""
+    axis_names: tuple = ()
+    gadf_axes: dict = {}  # GADF axis column -> xgamma dim
+    data_column: tuple = ()  # column name and its aliases
+    default_unit = ""  # unit of the data column when the file gives none
+    output_unit = ""
+    values_scale = "lin"
+    clamp_axes: tuple = ()
+    extra_dims: tuple = ()  # non-axis dims of ``data`` (parametric PSFs)
+
+    def __init__(self, data: xr.DataArray):
+        if not isinstance(data, xr.DataArray):
+            raise TypeError(f"{type(self).__name__} needs an xarray.DataArray, got {type(data).__name__}")
+        expected = set(self.axis_names) | set(self.extra_dims)
+        if set(data.dims) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: data dims {list(data.dims)} do not match the expected "
+                f"{list(self.axis_names) + list(self.extra_dims)}"
+            )
+        for name in self.axis_names:
+            if name not in data.coords:
+                raise ValueError(f"{type(self).__name__}: dimension {name!r} has no coordinate")
+        data = data.transpose(*self.axis_names, *self.extra_dims).copy(deep=False)
+        data.attrs = dict(data.attrs)
+        if "units" not in data.attrs:
+            data.attrs["units"] = self.default_unit
+        data.attrs.setdefault("hdu_class", self.tag)
+        self._data = data
+        self._grids = None
+
+    # ---- reading --------------------------------------------------------
+    @classmethod
+    def from_hdu(cls, hdu_data: HDUData):
+        """Build the IRF from an HDU read by `xgamma.io.fits.read_hdus`.
+
+        Raises
+        ------
+        DL3FileError
+            If an axis or data column is missing or shapes disagree; the
+            message names the file, HDU and column.
+        """
+        table = read_irf_table(hdu_data, axes=tuple(cls.gadf_axes), data_columns=[cls.data_column])
+        (values, unit, dims), = table.data.values()
+        return cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data))
+
+    @classmethod
+    def read(cls, path, hdu):
+        """Read the IRF from HDU ``hdu`` of the FITS file ``path`` (local or fsspec URL)."""
+        return cls.from_hdu(read_hdus(path, [hdu])[hdu])
+
+    @classmethod
+    def _axes_from_table(cls, table, hdu_data) -> dict:
+        axes = {}
+        for gadf, name in cls.gadf_axes.items():
+            lo, hi, unit = table.axes[gadf]
+            unit = parse_unit(unit, unit_string(CANONICAL_AXIS_UNITS[name]))
+            interp = _GADF_AXIS_SCALE[gadf]
+            try:
+                if np.all(lo == hi):
+                    axis = MapAxis.from_nodes(lo, name=name, unit=unit, interp=interp)
+                else:
+                    axis = MapAxis(lo, hi, name=name, unit=unit, interp=interp)
+            except ValueError as err:
+                raise DL3FileError(f"{hdu_data.filename}[{hdu_data.name}]: bad {gadf} axis: {err}") from err
+            axes[gadf] = axis
+        return axes
+
+    @classmethod
+    def _dataarray(cls, table, values, unit, dims, default_unit, hdu_data) -> xr.DataArray:
+        axes = cls._axes_from_table(table, hdu_data)
+        coords = {}
+        for axis in axes.values():
+            coords.update(axis.to_coords())
+        data = xr.DataArray(values, dims=[cls.gadf_axes[d] for d in dims], coords=coords)
+        data = data.transpose(*cls.axis_names)
+        try:
+            data.attrs["units"] = unit_string(parse_unit(unit, default_unit))
+        except ValueError as err:
+            raise DL3FileError(f"{hdu_data.filename}[{hdu_data.name}]: {err}") from err
+        data.attrs.update(cls._meta_from_header(hdu_data))
+        return data
+
+    @classmethod
+    def _meta_from_header(cls, hdu_data) -> dict:
+        header = hdu_data.header
+        meta = {"hdu_class": cls.tag, "filename": str(hdu_data.filename), "hdu": str(hdu_data.name)}
+        meta["hduclas3"] = str(header.get("HDUCLAS3", "FULL-ENCLOSURE")).strip().upper()
+        for key in _META_KEYS:
+            if key in header:
+                meta[key] = _meta_value(header[key])
+        return meta
+
+    # ---- xarray form ----------------------------------------------------
+    @property
+    def data(self) -> xr.DataArray:
+        """The labelled table (file values, file unit in ``attrs['units']``)."""
+        return self._data
+
+    def to_dataarray(self) -> xr.DataArray:
+        """A copy of `data`, the form stored in Zarr."""
+        return self._data.copy()
+
+    @classmethod
+    def from_dataarray(cls, data: xr.DataArray):
+        """Rebuild an IRF from `to_dataarray` output.
+
+        Called on `IRF` itself, the class is chosen from ``attrs['hdu_class']``.
+        """
+        if cls is IRF:
+            from .io import irf_class
+
+            cls = irf_class(data.attrs.get("hdu_class"))
+        return cls(data.copy())
+
+    # ---- properties -----------------------------------------------------
+    @property
+    def axes(self) -> dict:
+        """Dict of `MapAxis` by dimension name, in canonical order."""
+        return {name: MapAxis.from_coords(self._data, name) for name in self.axis_names}
+
+    @property
+    def unit(self) -> u.Unit:
+        """Unit of `evaluate`'s output."""
+        return u.Unit(self.output_unit)
+
+    @property
+    def meta(self) -> dict:
+        """Header metadata (``attrs`` without ``units``)."""
+        return {k: v for k, v in self._data.attrs.items() if k != "units"}
+
+    @property
+    def is_pointlike(self) -> bool:
+        """True for point-like IRFs (``HDUCLAS3 = POINT-LIKE``)."""
+        return self._data.attrs.get("hduclas3", "").upper() == "POINT-LIKE"
+
+    @property
+    def rad_max(self):
+        """Header ``RAD_MAX`` of a point-like IRF as a Quantity in deg, or None."""
+        value = self._data.attrs.get("RAD_MAX")
+        return None if value is None else u.Quantity(value, "deg")
+
+    @property
+    def energy_thresholds(self):
+        """``(LO_THRES, HI_THRES)`` in TeV (each None when absent)."""
+        lo, hi = self._data.attrs.get("LO_THRES"), self._data.attrs.get("HI_THRES")
+        return (None if lo is None else lo * u.TeV, None if hi is None else hi * u.TeV)
+
+    # ---- evaluation -----------------------------------------------------
+    def _grid(self):
+        if self._grids is None:
+            axes = self.axes
+            self._grids = [_AxisGrid(axes[n], n in self.clamp_axes) for n in self.axis_names]
+        return self._grids
+
+    def _parse_coords(self, coords: dict, names=None):
+        """Coordinates as plain float arrays in canonical units, broadcast.
+
+        Missing single-bin axes default to their centre.
+        """
+        names = self.axis_names if names is None else names
+        unknown = set(coords) - set(names)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.evaluate: unknown coordinate(s) {sorted(unknown)}; axes are {list(names)}"
+            )
+        values = []
+        for name in names:
+            if name not in coords:
+                axis = MapAxis.from_coords(self._data, name) if name in self._data.coords else None
+                if axis is not None and axis.nbin == 1:
+                    values.append(axis.center.to_value(CANONICAL_AXIS_UNITS[name])[0])
+                    continue
+                raise TypeError(f"{type(self).__name__}.evaluate: missing coordinate {name!r} (axes are {list(names)})")
+            unit = CANONICAL_AXIS_UNITS[name]
+            values.append(to_value(quantity(coords[name], unit), unit, name))
+        return np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values])
+
+    def _values_factor(self) -> float:
+        return parse_unit(self._data.attrs.get("units", "")).to(self.unit)
+
+    def _evaluate(self, coords):
+        """Interpolated values in `output_unit` as plain floats."""
+        values = interpolate(self._grid(), self._data.values, coords, values_scale=self.values_scale)
+        return values * self._values_factor()
+
+    def evaluate(self, **coords):
+        """Interpolate the IRF at the given coordinates.
+
+        Parameters
+        ----------
+        **coords : `~astropy.units.Quantity`, str, float, array-like or `xarray.DataArray`
+            One value (or array) per axis name in `axis_names`; plain numbers are
+            in canonical units (TeV, deg). Arrays broadcast like NumPy; when
+            any input is a DataArray they broadcast by dimension name and the
+            result is a DataArray. An axis with a single bin may be omitted.
+
+        Returns
+        -------
+        `~astropy.units.Quantity` or `xarray.DataArray`
+            Values in `unit`; 0 outside the table.
+        """
+        return self._dispatch(self._evaluate, coords)
+
+    def _dispatch(self, func, coords):
+        if not any(isinstance(v, xr.DataArray) for v in coords.values()):
+            return u.Quantity(np.asarray(func(self._parse_coords(coords))), self.unit)
+        arrays = {k: v for k, v in coords.items() if isinstance(v, xr.DataArray)}
+        broadcast = xr.broadcast(*arrays.values())
+        plain = dict(coords)
+        for (key, original), b in zip(arrays.items(), broadcast):
+            unit = original.attrs.get("units") or None
+            plain[key] = b.values * u.Unit(unit) if unit is not None else b.values
+        values = func(self._parse_coords(plain))
+        template = broadcast[0]
+        return xr.DataArray(values, dims=template.dims, coords=template.coords, attrs={"units": unit_string(self.unit)})
+
+    # ---- dunder ---------------------------------------------------------
+    def __getstate__(self):
+        return {"data": self._data}
+
+    def __setstate__(self, state):
+        self.__init__(state["data"])
+
+    def __repr__(self):
+        axes = "\n".join(f"    {axis!r}" for axis in self.axes.values())
+        unit = self._data.attrs.get("units", "") or "dimensionless"
+        where = ""
+        if "filename" in self._data.attrs:
+            where = f"  source: {self._data.attrs['filename']}[{self._data.attrs.get('hdu', '')}]\n"
+        kind = self._data.attrs.get("hduclas3", "")
+        return (
+            f"{type(self).__name__} ({self.tag}, {kind})\n"
+            f"  axes:\n{axes}\n"
+            f"  data unit: {unit}; evaluate unit: {unit_string(self.unit) or 'dimensionless'}\n{where}"
+        ).rstrip("\n")
