@@ -53,3 +53,16 @@ def test_shape_mismatch_is_an_error_not_a_reshape(tmp_path):
     fits.BinTableHDU.from_columns(cols, name="AEFF").writeto(path)
     with pytest.raises(DL3FileError, match=r"EFFAREA has shape \(2, 2\).*\(2, 3\)"):
         read_irf_table(read_hdus(path, ["AEFF"])["AEFF"], ("ENERG", "THETA"), ["EFFAREA"])
+
+
+def test_columns_come_out_physical(data_dir):
+    # CTA 1DC stores EVENT_ID as int32 with TZERO = 2**31 (unsigned): the
+    # physical ids are the positive numbers 1, 2, 3 ...
+    path = data_dir / "cta-1dc/data/baseline/gps/gps_baseline_110380.fits"
+    events = read_hdus(path, ["EVENTS"])["EVENTS"]
+    ids = events.column("event_id")
+    assert ids.min() >= 1 and ids.dtype.isnative
+    with fits.open(path) as hdul:
+        np.testing.assert_array_equal(ids, hdul["EVENTS"].data["EVENT_ID"])
+    with pytest.raises(DL3FileError, match="no column 'NOPE'"):
+        events.column("NOPE")

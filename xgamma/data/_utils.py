@@ -1,10 +1,4 @@
-"""Private helpers shared by the data modules: table columns, headers, paths.
-
-`xgamma.io.fits.read_hdus` hands back table data as a plain NumPy record
-array, i.e. the *stored* FITS values: big-endian, integer columns not yet
-shifted by ``TZEROn``/``TSCALn``, logical columns as the bytes ``T``/``F``,
-strings as bytes. `column` turns one such field into its physical values.
-"""
+"""Private helpers shared by the data modules: headers and paths."""
 
 from __future__ import annotations
 
@@ -24,54 +18,6 @@ _STRUCTURAL_EXACT = {"XTENSION", "BITPIX", "PCOUNT", "GCOUNT", "TFIELDS", "COMME
 TIME_KEYWORDS = ("MJDREFI", "MJDREFF", "MJDREF", "TIMESYS", "TIMEUNIT", "TIMEREF")
 #: Header keywords giving the observatory location (GADF general/coordinates).
 LOCATION_KEYWORDS = ("GEOLON", "GEOLAT", "ALTITUDE")
-
-
-def _column_index(header, name: str):
-    """1-based FITS column number of ``name`` (case-insensitive), or None."""
-    name = name.upper()
-    for i in range(1, int(header.get("TFIELDS", 0)) + 1):
-        if str(header.get(f"TTYPE{i}", "")).strip().upper() == name:
-            return i
-    return None
-
-
-def column(hdu_data, name: str) -> np.ndarray:
-    """Physical values of one table column, in native byte order.
-
-    Parameters
-    ----------
-    hdu_data : `xgamma.io.fits.HDUData`
-        A binary table HDU.
-    name : str
-        Column name (case-insensitive).
-
-    Returns
-    -------
-    numpy.ndarray
-        Native-endian values; ``TZERO``/``TSCAL`` applied to integer columns
-        stored raw, logical columns as bool, strings as stripped ``str``.
-    """
-    data = hdu_data.data
-    field = next(n for n in data.dtype.names if n.upper() == name.upper())
-    values = np.asarray(data[field])
-    index = _column_index(hdu_data.header, field)
-    tform = str(hdu_data.header.get(f"TFORM{index}", "")).strip().upper() if index else ""
-    if values.dtype.kind == "S":
-        return np.char.strip(np.char.decode(values, "ascii", errors="replace"))
-    if values.dtype.kind == "U":
-        return np.char.strip(values)
-    if tform.endswith("L") and values.dtype.kind in "iu":
-        return values == ord("T")
-    values = values.astype(values.dtype.newbyteorder("="), copy=False)
-    if index and values.dtype.kind == "i":
-        # raw stored integers: apply the FITS scaling astropy would apply
-        zero = hdu_data.header.get(f"TZERO{index}", 0)
-        scale = hdu_data.header.get(f"TSCAL{index}", 1)
-        if scale == 1 and zero == 2 ** (8 * values.itemsize - 1):
-            return values.view(values.dtype.str.replace("i", "u")) ^ np.array(zero, dtype=values.dtype.str.replace("i", "u"))
-        if (zero, scale) != (0, 1):
-            return values * float(scale) + float(zero)
-    return values
 
 
 def json_value(value):

@@ -36,7 +36,7 @@ from astropy.time import Time
 from xgamma.io.fits import DL3FileError, read_hdus
 from xgamma.units import to_value
 
-from ._utils import LOCATION_KEYWORDS, TIME_KEYWORDS, column, dirname, exists, is_url, join_path, json_value, normalise_path
+from ._utils import LOCATION_KEYWORDS, TIME_KEYWORDS, dirname, exists, is_url, join_path, json_value, normalise_path
 from .observation import IRF_TYPES, HDULocation, MissingHDUError, Observation, Observations
 from .time import time_ref_from_header, time_to_met
 
@@ -78,7 +78,7 @@ def _table_from_hdu(hdu) -> Table:
     """Astropy table with physical column values, units and the header as meta."""
     table = Table()
     for name, unit in hdu.columns.items():
-        table[name] = column(hdu, name)
+        table[name] = hdu.column(name)
         if unit:
             try:
                 table[name].unit = u.Unit(unit, parse_strict="silent")

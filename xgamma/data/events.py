@@ -28,7 +28,7 @@ from astropy.time import Time
 from xgamma.io.fits import DL3FileError
 from xgamma.units import to_value
 
-from ._utils import column, header_to_dict
+from ._utils import header_to_dict
 from .time import met_to_time, time_ref_attrs, time_ref_attrs_from_time, time_ref_from_attrs, time_to_met
 
 __all__ = ["EventList", "REQUIRED_EVENT_COLUMNS"]
@@ -108,7 +108,7 @@ class EventList:
         data_vars = {}
         for name, unit in hdu_data.columns.items():
             lname = name.lower()
-            values = column(hdu_data, name)
+            values = hdu_data.column(name)
             unit = unit or (time_attrs["TIMEUNIT"] if lname == "time" else "")
             if lname in _CANONICAL:
                 try:

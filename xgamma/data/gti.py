@@ -15,7 +15,6 @@ from astropy.time import Time
 
 from xgamma.io.fits import DL3FileError
 
-from ._utils import column
 from .time import met_to_time, time_ref_attrs, time_ref_attrs_from_time, time_ref_from_attrs, time_to_met
 
 __all__ = ["GTI"]
@@ -122,7 +121,7 @@ class GTI:
             raise DL3FileError(f"{where}: GTI table lacks column(s) {missing} (has {sorted(hdu_data.columns)})")
         attrs = time_ref_attrs(hdu_data.header, *fallback_headers, where=where)
         start, stop = (
-            column(hdu_data, name).astype(np.float64) * u.Unit(hdu_data.columns[name] or attrs["TIMEUNIT"]).to(u.s)
+            hdu_data.column(name).astype(np.float64) * u.Unit(hdu_data.columns[name] or attrs["TIMEUNIT"]).to(u.s)
             for name in ("START", "STOP")
         )
         attrs["TIMEUNIT"] = "s"

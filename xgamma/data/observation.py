@@ -34,7 +34,7 @@ from astropy.time import Time
 
 from xgamma.io.fits import DL3FileError, read_hdus
 
-from ._utils import LOCATION_KEYWORDS, column, header_float
+from ._utils import LOCATION_KEYWORDS, header_float
 from .events import EventList
 from .gti import GTI
 from .time import met_to_time, time_ref_from_header
@@ -374,8 +374,8 @@ class Observation:
         hdu = self._get("pointing", build)
         if lon_col not in hdu.columns or lat_col not in hdu.columns:
             return None
-        lon = np.radians(column(hdu, lon_col).astype(float))
-        lat = np.radians(column(hdu, lat_col).astype(float))
+        lon = np.radians(hdu.column(lon_col).astype(float))
+        lat = np.radians(hdu.column(lat_col).astype(float))
         xyz = np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]).mean(axis=1)
         return float(np.degrees(np.arctan2(xyz[1], xyz[0])) % 360), float(np.degrees(np.arctan2(xyz[2], np.hypot(*xyz[:2]))))
 

@@ -34,13 +34,38 @@ class DL3FileError(OSError):
 
 @dataclass
 class HDUData:
-    """Header and data of one HDU, read into memory."""
+    """Header and data of one HDU, read into memory.
+
+    For tables, ``data`` is astropy's ``FITS_rec``; use `column` for the
+    physical values of one column.
+    """
 
     header: fits.Header
     data: np.ndarray | None
     name: str
     filename: str
     columns: dict = field(default_factory=dict)  # column name -> unit string
+
+    def column(self, name: str) -> np.ndarray:
+        """Physical values of a table column (case-insensitive name).
+
+        ``TZERO``/``TSCAL`` are applied, logical columns come out as bool and
+        strings as stripped ``str``, all in native byte order.
+
+        Raises
+        ------
+        DL3FileError
+            If the column does not exist; the message names file and HDU.
+        """
+        names = {n.upper(): n for n in (self.data.names if self.data is not None else ())}
+        if name.upper() not in names:
+            raise DL3FileError(f"{self.filename}[{self.name}]: no column {name!r} (columns: {sorted(names)})")
+        values = np.asarray(self.data[names[name.upper()]])
+        if values.dtype.kind == "S":
+            return np.char.strip(np.char.decode(values, "ascii", errors="replace"))
+        if values.dtype.kind == "U":
+            return np.char.strip(values)
+        return values.astype(values.dtype.newbyteorder("="), copy=False)
 
 
 def _open_bytes(path: str) -> bytes:
@@ -106,7 +131,6 @@ def read_hdus(path, hdus) -> dict:
                 columns = {}
                 if isinstance(hdu, fits.BinTableHDU):
                     columns = {c.name.upper(): (c.unit or "") for c in hdu.columns}
-                    data = np.asarray(data) if data is not None else None
                 out[request] = HDUData(hdu.header.copy(), data, hdu.name, path, columns)
     except DL3FileError:
         raise
@@ -201,8 +225,8 @@ def read_irf_table(hdu_data: HDUData, axes, data_columns) -> IRFTable:
     aliases = {axis: _find_axis_column(columns, axis, path, hdu) for axis in axes}
     axis_values = {}
     for axis, alias in aliases.items():
-        lo = np.atleast_1d(np.asarray(table[f"{alias}_LO"][0], dtype=float))
-        hi = np.atleast_1d(np.asarray(table[f"{alias}_HI"][0], dtype=float))
+        lo = np.atleast_1d(np.asarray(hdu_data.column(f"{alias}_LO")[0], dtype=float))
+        hi = np.atleast_1d(np.asarray(hdu_data.column(f"{alias}_HI")[0], dtype=float))
         axis_values[axis] = (lo, hi, columns.get(f"{alias}_LO", ""))
     # numpy order is the reverse of the FITS (fastest-first) order
     numpy_order = _axis_order(hdu_data, aliases)[::-1]
@@ -214,7 +238,7 @@ def read_irf_table(hdu_data: HDUData, axes, data_columns) -> IRFTable:
         name = next((n for n in names if n in columns), None)
         if name is None:
             raise DL3FileError(f"{path}[{hdu}]: missing data column {' or '.join(names)} (columns: {sorted(columns)})")
-        values = np.asarray(table[name][0], dtype=float)
+        values = np.asarray(hdu_data.column(name)[0], dtype=float)
         # size-1 axes may be dropped in files (a scalar THETA column); nothing else may differ
         if values.shape != expected_shape and _non_singleton(values.shape) != _non_singleton(expected_shape):
             raise DL3FileError(
