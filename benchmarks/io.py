@@ -59,7 +59,7 @@ def main(argv=None):
     store = DataStore.from_dir(args.data / "hess-dl3-dr1")
     rows = store.hdu_table
     files = {}
-    for path, hdu in zip(store.hdu_paths(), rows["HDU_NAME"]):
+    for path, hdu in zip(rows["PATH"], rows["HDU_NAME"]):
         files.setdefault(str(path), []).append(str(hdu))
     files_and_hdus = list(files.items())
 

@@ -229,8 +229,8 @@ class Observation:
     def load(self) -> "Observation":
         """Read every HDU of this observation into memory, each file opened once.
 
-        The event list and GTI are built at once; IRFs are built from the
-        in-memory HDUs on first access.
+        The event list, GTI and every IRF the observation has are built at
+        once, so later access costs nothing.
 
         Returns
         -------
@@ -248,6 +248,9 @@ class Observation:
             self.events  # noqa: B018 - build and cache
         if "gti" in self.locations:
             self.gti  # noqa: B018
+        for irf_type in IRF_TYPES:
+            if irf_type in self.locations:
+                getattr(self, irf_type)
         return self
 
     def clear_cache(self):
