@@ -23,3 +23,9 @@ def test_wrong_units_name_the_argument():
 def test_unit_string_is_parsable():
     for unit in ["cm-2 s-1 TeV-1", "MeV-1 s-1 sr-1", "m2", ""]:
         assert u.Unit(unit_string(unit)) == u.Unit(unit)
+
+
+def test_sequences_of_strings_and_quantities():
+    np.testing.assert_allclose(to_value(["1 TeV", 500 * u.GeV], "TeV"), [1, 0.5])
+    with pytest.raises(u.UnitConversionError):
+        to_value(["1 TeV", "1 deg"], "TeV")

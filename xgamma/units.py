@@ -45,6 +45,8 @@ def quantity(value, unit=None) -> u.Quantity:
             return u.Quantity(value)
         except (TypeError, ValueError) as err:
             raise ValueError(f"cannot read {value!r} as a quantity (expected e.g. '1 TeV')") from err
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (str, u.Quantity)) for v in value):
+        return u.Quantity([quantity(v, unit) for v in value])
     return u.Quantity(value, unit if unit is not None else u.dimensionless_unscaled)
 
 
@@ -73,8 +75,8 @@ def to_value(value, unit, name: str = "value"):
         message names the argument and both units.
     """
     unit = u.Unit(unit)
-    if isinstance(value, str):
-        value = quantity(value)
+    if isinstance(value, (str, list, tuple)):
+        value = quantity(value, unit)
     if isinstance(value, u.Quantity):
         try:
             return value.to_value(unit)
