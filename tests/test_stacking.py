@@ -1,0 +1,130 @@
+"""Stacking rules, checked against hand-computed expectations."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from xgamma.axes import MapAxis
+from xgamma.datasets.core import Dataset
+from xgamma.datasets.stacking import from_sums, pixel_offset, stack_datasets, to_sums
+from xgamma.geom import WcsGeom
+from xgamma.io.stack_store import StackStore
+
+ENERGY = MapAxis.from_energy_edges([1, 3, 10], name="energy")
+ENERGY_TRUE = MapAxis.from_energy_edges([0.5, 2, 20], name="energy_true")
+RAD = MapAxis.from_edges([0, 0.1, 0.2], name="rad", unit="deg")
+
+
+class Cube(Dataset):
+    required = ("counts",)
+
+
+def _cube(counts, exposure, psf, mask, livetime, geom, geom_irf, obs_id):
+    irf = geom_irf.to_image()
+    data = xr.Dataset(
+        {
+            "counts": geom.to_dataarray(counts, name="counts"),
+            "background": geom.to_dataarray(np.full(geom.data_shape, 0.5), name="background"),
+            "exposure": geom.to_image().to_cube([ENERGY_TRUE]).to_dataarray(exposure, unit="cm2 s"),
+            "mask_safe": geom.to_dataarray(mask),
+            "exposure_irf": irf.to_cube([ENERGY_TRUE]).to_dataarray(np.full((2, *irf.data_shape), exposure.mean()), unit="cm2 s").rename(y="y_irf", x="x_irf"),
+            "psf": irf.to_cube([ENERGY_TRUE, RAD]).to_dataarray(np.broadcast_to(psf, (2, 2, *irf.data_shape)).copy(), unit="sr-1").rename(y="y_irf", x="x_irf"),
+            "livetime": xr.DataArray(float(livetime), attrs={"units": "s"}),
+        },
+        attrs={"name": str(obs_id), "obs_ids": [obs_id]},
+    )
+    return Cube(data)
+
+
+@pytest.fixture
+def geoms():
+    geom = WcsGeom.create(skydir=(0, 0), width=1.0, binsz=0.1, axes=[ENERGY])
+    return geom, WcsGeom.create(skydir=(0, 0), width=1.0, binsz=0.5)
+
+
+def test_counts_add_inside_masks_and_irfs_are_exposure_weighted(geoms):
+    geom, geom_irf = geoms
+    shape = geom.data_shape
+    mask_b = np.ones(shape, bool)
+    mask_b[1] = False  # second energy bin unsafe for b
+    a = _cube(np.full(shape, 2.0), np.full((2, 10, 10), 100.0), 1.0, np.ones(shape, bool), 10, geom, geom_irf, 1)
+    b = _cube(np.full(shape, 3.0), np.full((2, 10, 10), 300.0), 5.0, mask_b, 20, geom, geom_irf, 2)
+    stacked = stack_datasets([a, b]).data
+    np.testing.assert_array_equal(stacked.counts.isel(energy=0), 5.0)
+    np.testing.assert_array_equal(stacked.counts.isel(energy=1), 2.0)  # b masked out
+    np.testing.assert_array_equal(stacked.background.isel(energy=1), 0.5)
+    assert stacked.mask_safe.all()
+    np.testing.assert_array_equal(stacked.exposure, 400.0)  # b's pixels have a safe bin
+    # PSF weighted by exposure: (1 x 100 + 5 x 300) / 400 = 4
+    np.testing.assert_allclose(stacked.psf, 4.0)
+    assert float(stacked.livetime) == 30
+    assert stacked.attrs["obs_ids"] == [1, 2]
+
+
+def test_stacking_is_associative(geoms):
+    geom, geom_irf = geoms
+    rng = np.random.default_rng(1)
+    cubes = [
+        _cube(rng.poisson(3, geom.data_shape).astype(float), rng.uniform(1, 9, (2, 10, 10)), rng.uniform(1, 2), rng.uniform(size=geom.data_shape) > 0.2, 5, geom, geom_irf, i)
+        for i in range(3)
+    ]
+    one_go = stack_datasets(cubes).data
+    in_steps = stack_datasets([stack_datasets(cubes[:2]), cubes[2]]).data
+    for name in one_go.data_vars:
+        np.testing.assert_allclose(in_steps[name], one_go[name], rtol=1e-12, err_msg=name)
+
+
+def test_on_off_alpha_follows_the_summed_background():
+    energy = MapAxis.from_energy_edges([1, 10, 100])
+    coords = energy.to_coords()
+
+    def onoff(on, off, acc_off, mask):
+        return xr.Dataset(
+            {
+                "counts": ("energy", np.array(on, float)),
+                "counts_off": ("energy", np.array(off, float)),
+                "acceptance": ("energy", np.ones(2)),
+                "acceptance_off": ("energy", np.array(acc_off, float)),
+                "mask_safe": ("energy", np.array(mask)),
+            },
+            coords=coords,
+        )
+
+    sums = to_sums(onoff([10, 5], [120, 0], [12, 12], [True, True]))
+    other = to_sums(onoff([7, 4], [30, 0], [3, 3], [True, True]))
+    stacked = from_sums(sums + other)
+    # bin 0: background = 120/12 + 30/3 = 20, off = 150: alpha = 2/15
+    np.testing.assert_allclose(stacked.acceptance_off[0], 2 / (20 / 150))
+    # bin 1 has no OFF counts: alpha = summed acceptances 2 / 15
+    np.testing.assert_allclose(stacked.acceptance_off[1], 15)
+    np.testing.assert_array_equal(stacked.counts, [17, 9])
+
+
+def test_pixel_offset_requires_the_same_grid():
+    geom = WcsGeom.create(skydir=(0, 0), width=2, binsz=0.1)
+    cut = geom.cutout((0.3, -0.2), 0.5)
+    dy, dx = pixel_offset(geom.to_header_string(), cut.to_header_string())
+    np.testing.assert_allclose(cut.pix_to_coord(0, 0), geom.pix_to_coord(dx, dy))
+    other = WcsGeom.create(skydir=(0, 0), width=2, binsz=0.05)
+    with pytest.raises(ValueError, match="CDELT1"):
+        pixel_offset(geom.to_header_string(), other.to_header_string())
+
+
+def test_stack_store_never_counts_an_observation_twice(tmp_path, geoms):
+    geom, geom_irf = geoms
+    cube = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 10.0), 1.0, np.ones(geom.data_shape, bool), 7, geom, geom_irf, 5)
+    store = StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 1}, tile_size=(4, 4), irf_tile_size=(1, 1))
+    pieces = store.split(to_sums(cube.data))
+    assert len([t for t in pieces if t.layer == "main"]) == 9  # 10 x 10 pixels in 4 x 4 tiles
+    for tile, piece in pieces.items():
+        assert store.update_tile(tile, [(5, piece)]) == [5]
+        assert store.update_tile(tile, [(5, piece)]) == []  # already held
+    # a task that died after writing its slot but before its ledger leaves the tile unchanged
+    tile, piece = next(iter(pieces.items()))
+    slot, _ = store.ledger(tile)
+    store._group("sums", mode="r+")["counts"][(1 - slot, *tile.index(("energy", "y", "x")))] = 99.0
+    assert store.update_tile(tile, [(6, piece)]) == [6]
+    np.testing.assert_array_equal(store.read_sums(tile).counts, 2.0)
+    # re-opening with another configuration is refused
+    with pytest.raises(ValueError, match="another configuration"):
+        StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 2})

@@ -1,0 +1,401 @@
+"""A Zarr store that stacks observations tile by tile, without locks.
+
+Layout of a store (Zarr format 3, any fsspec URL)::
+
+    <url>/sums       running sums (`xgamma.datasets.stacking.to_sums`), each
+                     variable with a leading ``slot`` dimension of size 2
+    <url>/stacked    the finished dataset (`from_sums` of the current sums)
+    <url>/ledger/<layer>/<iy>-<ix>.json
+                     per tile: which slot is current and which observations
+                     it holds
+
+The sky is cut into tiles that are whole Zarr chunks: ``main`` tiles on the
+``y``/``x`` grid, ``irf`` tiles on ``y_irf``/``x_irf``, and one ``scalar``
+tile for variables without sky dims. Each tile is updated by one task that
+reads the current slot, adds the observations its ledger does not list yet,
+writes the *other* slot and only then rewrites the ledger (one atomic write)
+to point at it. A task that dies before the ledger write leaves the tile as
+it was, so a re-run adds those observations exactly once: an observation is
+never counted twice, and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+
+import dask.array as da
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+import numpy as np
+import xarray as xr
+import zarr
+
+from .. import __version__
+from ..datasets.stacking import IRF_SPATIAL, MASK_VARIABLES, SPATIAL, from_sums, pixel_offset
+from .zarr import json_attrs
+
+__all__ = ["StackStore", "Tile", "LAYERS"]
+
+#: spatial dims of each tile layer
+LAYERS = {"main": SPATIAL, "irf": IRF_SPATIAL, "scalar": ()}
+
+
+@dataclass(frozen=True, eq=False)
+class Tile:
+    """One tile: a layer and its index ranges on that layer's sky dims."""
+
+    layer: str
+    iy: int
+    ix: int
+    y: slice
+    x: slice
+
+    def __eq__(self, other):
+        return isinstance(other, Tile) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}/{self.iy}-{self.ix}"
+
+    def index(self, dims) -> tuple:
+        """Index of this tile for an array with ``dims``."""
+        ydim, xdim = LAYERS[self.layer] or (None, None)
+        return tuple(self.y if d == ydim else self.x if d == xdim else slice(None) for d in dims)
+
+
+def config_hash(config: dict) -> str:
+    """Stable hash of a JSON-serialisable configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sums_layout(layout: xr.Dataset) -> xr.Dataset:
+    """Lazy zeros in the form of `to_sums` output for a dataset layout."""
+    variables = {}
+    for name, var in layout.data_vars.items():
+        dtype = np.int32 if name in MASK_VARIABLES else np.float64
+        variables[name] = xr.DataArray(da.zeros(var.shape, dtype=dtype, chunks=var.chunks or -1), dims=var.dims, attrs=var.attrs)
+    if "counts_off" in layout:
+        variables["background_off"] = variables["counts_off"].copy()
+    return xr.Dataset(variables, coords=layout.coords, attrs=layout.attrs)
+
+
+class StackStore:
+    """Running stack of observations in a Zarr store.
+
+    Create one with `create`, open an existing one with the constructor. The
+    object is small and picklable (URL plus array metadata), so tasks on any
+    Dask worker can use it.
+
+    Parameters
+    ----------
+    url : str
+        Store location: local path or fsspec URL. ``memory://`` stores live in
+        one process: use them with the synchronous or threaded scheduler only.
+    storage_options : dict, optional
+        fsspec options (credentials ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no complete stack store at ``url``.
+    """
+
+    def __init__(self, url, storage_options=None):
+        self.url = str(url)
+        self.storage_options = dict(storage_options or {})
+        try:
+            sums = self._group("sums")
+            stacked = self._group("stacked")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+            raise FileNotFoundError(f"no xgamma stack store at {self.url!r} (create one with StackStore.create)") from err
+        self.attrs = dict(sums.attrs)
+        if "xgamma_stack" not in self.attrs:
+            raise ValueError(f"{self.url!r} is a Zarr store but not an xgamma stack store (no 'xgamma_stack' attr)")
+        self.tile_size = {k: tuple(v) for k, v in self.attrs["xgamma_stack"]["tile_size"].items()}
+        #: name -> (dims without slot, shape without slot, layer)
+        self.arrays = {}
+        for name in sums.array_keys():
+            dims = _dims(sums[name])
+            if dims[:1] == ("slot",):  # data variables; coordinates have no slot
+                self.arrays[name] = (dims[1:], tuple(sums[name].shape[1:]), layer_of_dims(dims[1:]))
+        #: layer -> WCS header string of the full grid
+        self.wcs = {}
+        for name in self.arrays:
+            if name in stacked and "wcs" in stacked[name].attrs:
+                self.wcs.setdefault(self.arrays[name][2], stacked[name].attrs["wcs"])
+        self.irf_units = {n: stacked[n].attrs.get("units", "") for n in ("psf", "edisp") if n in stacked}
+
+    def __repr__(self):
+        n_tiles = {layer: len(self.tiles(layer)) for layer in self.layers}
+        return f"StackStore({self.url!r}, {len(self.arrays)} variables, tiles {n_tiles})"
+
+    # ---- creation ---------------------------------------------------------
+    @classmethod
+    def create(cls, url, layout: xr.Dataset, config: dict, tile_size=(256, 256), irf_tile_size=(16, 16), storage_options=None):
+        """Create a store for stacking into ``layout``'s grid, or open a matching one.
+
+        Parameters
+        ----------
+        url : str
+            Store location.
+        layout : `xarray.Dataset`
+            The target dataset (lazy zeros are fine): variables, dims, coords,
+            attrs.
+        config : dict
+            What defines the stack (geometry, makers ...); re-opening with a
+            different configuration is an error.
+        tile_size, irf_tile_size : tuple of int
+            Tile size ``(ny, nx)`` in pixels on the main and on the IRF grid.
+
+        Raises
+        ------
+        ValueError
+            If a store exists at ``url`` with another configuration; the
+            message names the store and both hashes.
+        """
+        digest = config_hash(config)
+        try:
+            store = cls(url, storage_options)
+        except FileNotFoundError:
+            store = None
+        if store is not None:
+            found = store.attrs["xgamma_stack"]["config_hash"]
+            if found != digest:
+                raise ValueError(
+                    f"stack store {url!r} was made with another configuration (hash {found}, now {digest}); "
+                    "use a new store or the same configuration"
+                )
+            return store
+        tiles = {"main": tuple(int(n) for n in tile_size), "irf": tuple(int(n) for n in irf_tile_size), "scalar": ()}
+        sums = sums_layout(layout)
+        stacked = layout.copy()
+        for target in (sums, stacked):
+            for name, var in target.data_vars.items():
+                target[name] = var.copy(data=da.zeros(var.shape, dtype=var.dtype, chunks=_chunks(var.dims, var.shape, tiles)))
+                target[name].attrs = json_attrs(var.attrs)
+                # unwritten chunks read as zero (not NaN), and zero is no missing value
+                target[name].encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
+        sums = xr.Dataset(
+            {name: var.expand_dims(slot=2).chunk({"slot": 1}) for name, var in sums.data_vars.items()},
+            coords=sums.coords,
+        )
+        for name, var in sums.data_vars.items():
+            var.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
+        stack_info = {"config_hash": digest, "config": config, "tile_size": tiles}
+        sums.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_stack=stack_info))
+        stacked.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_object="Dataset"))
+        options = _zarr_options(url, storage_options)
+        # "sums" is written last: its attrs mark a complete template
+        for name, target in (("stacked", stacked), ("sums", sums)):
+            target.to_zarr(url, group=name, mode="w", compute=False, zarr_format=3, consolidated=False, storage_options=options)
+        return cls(url, storage_options)
+
+    # ---- tiles ----------------------------------------------------------------
+    def _group(self, path, mode="r"):
+        return zarr.open_group(self.url, mode=mode, path=path, storage_options=_zarr_options(self.url, self.storage_options))
+
+    @property
+    def layers(self) -> list[str]:
+        """Layers that hold variables."""
+        return [layer for layer in LAYERS if any(info[2] == layer for info in self.arrays.values())]
+
+    def layer_shape(self, layer) -> tuple[int, int]:
+        """``(ny, nx)`` of a layer's sky grid (``(1, 1)`` for ``scalar``)."""
+        if layer == "scalar":
+            return 1, 1
+        dims, shape, _ = next(info for info in self.arrays.values() if info[2] == layer)
+        sizes = dict(zip(dims, shape))
+        return sizes[LAYERS[layer][0]], sizes[LAYERS[layer][1]]
+
+    def tiles(self, layer, y=slice(None), x=slice(None)) -> list[Tile]:
+        """Tiles of ``layer`` overlapping the index ranges ``y`` and ``x``."""
+        if layer == "scalar":
+            return [Tile("scalar", 0, 0, slice(None), slice(None))]
+        ny, nx = self.layer_shape(layer)
+        ty, tx = self.tile_size[layer]
+        y0, y1, _ = y.indices(ny)
+        x0, x1, _ = x.indices(nx)
+        if y1 <= y0 or x1 <= x0:
+            return []
+        return [
+            Tile(layer, iy, ix, slice(iy * ty, min((iy + 1) * ty, ny)), slice(ix * tx, min((ix + 1) * tx, nx)))
+            for iy in range(y0 // ty, (y1 - 1) // ty + 1)
+            for ix in range(x0 // tx, (x1 - 1) // tx + 1)
+        ]
+
+    def split(self, sums: xr.Dataset) -> dict:
+        """Cut one observation's sums into pieces, one per tile it overlaps.
+
+        Parameters
+        ----------
+        sums : `xarray.Dataset`
+            `to_sums` of an observation's dataset (a cutout of the store's
+            grid: its map variables carry their WCS).
+
+        Returns
+        -------
+        dict
+            `Tile` -> {variable: (index within the tile, values)}.
+        """
+        pieces = {}
+        for name, var in sums.data_vars.items():
+            if name not in self.arrays:
+                raise KeyError(f"variable {name!r} is not in stack store {self.url!r} (has {sorted(self.arrays)})")
+            dims, _, layer = self.arrays[name]
+            values = var.transpose(*dims).values
+            if layer == "scalar":
+                tile = self.tiles("scalar")[0]
+                pieces.setdefault(tile, {})[name] = ((Ellipsis,), values)
+                continue
+            dy, dx = pixel_offset(self.wcs[layer], var.attrs["wcs"])
+            ydim, xdim = LAYERS[layer]
+            ny, nx = var.sizes[ydim], var.sizes[xdim]
+            for tile in self.tiles(layer, slice(max(dy, 0), dy + ny), slice(max(dx, 0), dx + nx)):
+                y0, y1 = max(dy, tile.y.start), min(dy + ny, tile.y.stop)
+                x0, x1 = max(dx, tile.x.start), min(dx + nx, tile.x.stop)
+                in_tile = _index(dims, ydim, xdim, slice(y0 - tile.y.start, y1 - tile.y.start), slice(x0 - tile.x.start, x1 - tile.x.start))
+                in_piece = _index(dims, ydim, xdim, slice(y0 - dy, y1 - dy), slice(x0 - dx, x1 - dx))
+                pieces.setdefault(tile, {})[name] = (in_tile, np.ascontiguousarray(values[in_piece]))
+        return pieces
+
+    # ---- ledger -------------------------------------------------------------
+    def _ledger_path(self, tile: Tile) -> tuple:
+        fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return fs, f"{root.rstrip('/')}/ledger/{tile.key}.json"
+
+    def ledger(self, tile: Tile) -> tuple[int, list[int]]:
+        """``(current slot, obs ids held)`` of a tile; ``(0, [])`` before its first update."""
+        fs, path = self._ledger_path(tile)
+        try:
+            entry = json.loads(fs.cat_file(path))
+        except FileNotFoundError:
+            return 0, []
+        return int(entry["slot"]), [int(i) for i in entry["obs_ids"]]
+
+    def _write_ledger(self, tile: Tile, slot: int, obs_ids) -> None:
+        fs, path = self._ledger_path(tile)
+        payload = json.dumps({"slot": slot, "obs_ids": sorted(int(i) for i in obs_ids)}).encode()
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if isinstance(fs, LocalFileSystem):
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic rename on POSIX
+        else:
+            fs.pipe_file(path, payload)  # a single PUT: atomic on object stores
+
+    def held(self) -> dict:
+        """obs id -> set of tile keys that hold it."""
+        held = {}
+        for layer in self.layers:
+            for tile in self.tiles(layer):
+                for obs_id in self.ledger(tile)[1]:
+                    held.setdefault(obs_id, set()).add(tile.key)
+        return held
+
+    # ---- updates --------------------------------------------------------------
+    def update_tile(self, tile: Tile, pieces) -> list[int]:
+        """Add observations' pieces to one tile (each tile has one writer at a time).
+
+        Parameters
+        ----------
+        tile : `Tile`
+        pieces : list of (int, dict)
+            ``(obs_id, piece)`` with ``piece`` from `split` for this tile.
+
+        Returns
+        -------
+        list of int
+            Observations added now; those the tile already holds are skipped.
+        """
+        slot, held = self.ledger(tile)
+        new = [(obs_id, piece) for obs_id, piece in pieces if obs_id not in held]
+        if not new:
+            return []
+        group = self._group("sums", mode="r+")
+        for name, (dims, _, layer) in self.arrays.items():
+            if layer != tile.layer:
+                continue
+            index = tile.index(dims)
+            block = np.asarray(group[name][(slot, *index)])
+            for _, piece in new:
+                if name in piece:
+                    where, values = piece[name]
+                    block[where] += values
+            group[name][(1 - slot, *index)] = block
+        self._write_ledger(tile, 1 - slot, set(held) | {obs_id for obs_id, _ in new})
+        return [obs_id for obs_id, _ in new]
+
+    def read_sums(self, tile: Tile | None = None) -> xr.Dataset:
+        """Current sums, of one tile or of the whole store, in memory."""
+        group = self._group("sums")
+        variables = {}
+        for name, (dims, shape, layer) in self.arrays.items():
+            if tile is not None and layer != tile.layer:
+                continue
+            if tile is not None:
+                values = np.asarray(group[name][(self.ledger(tile)[0], *tile.index(dims))])
+            else:
+                values = np.zeros(shape, dtype=group[name].dtype)
+                for t in self.tiles(layer):
+                    values[t.index(dims)] = group[name][(self.ledger(t)[0], *t.index(dims))]
+            variables[name] = xr.DataArray(values, dims=dims, attrs=dict(group[name].attrs))
+        return xr.Dataset(variables)
+
+    def finish_tile(self, tile: Tile) -> None:
+        """Write the finished dataset of one tile from its current sums."""
+        sums = self.read_sums(tile)
+        stacked = from_sums(sums, units=self.irf_units)
+        group = self._group("stacked", mode="r+")
+        for name in stacked.data_vars:
+            array = group[name]
+            dims = _dims(array)
+            array[tile.index(dims)] = stacked[name].transpose(*dims).values.astype(array.dtype)
+
+    def record_obs_ids(self) -> list[int]:
+        """Write the ids of the observations held into the stacked group's attrs."""
+        obs_ids = sorted(self.held())
+        group = self._group("stacked", mode="r+")
+        group.attrs.update({"obs_ids": obs_ids})
+        return obs_ids
+
+    def read(self, chunks=None) -> xr.Dataset:
+        """The finished stacked dataset (lazy with ``chunks={}``)."""
+        from .zarr import read_zarr
+
+        return read_zarr(self.url, group="stacked", storage_options=_zarr_options(self.url, self.storage_options), chunks=chunks)
+
+
+def _dims(array) -> tuple:
+    return tuple(array.metadata.dimension_names or ())
+
+
+def layer_of_dims(dims) -> str:
+    """Tile layer of a variable with ``dims``."""
+    for layer, spatial in LAYERS.items():
+        if spatial and set(spatial) <= set(dims):
+            return layer
+    return "scalar"
+
+
+def _chunks(dims, shape, tiles):
+    sizes = dict(zip(LAYERS["main"], tiles["main"])) | dict(zip(LAYERS["irf"], tiles["irf"]))
+    return tuple(min(sizes[d], n) if d in sizes else n for d, n in zip(dims, shape))
+
+
+def _index(dims, ydim, xdim, y, x):
+    return tuple(y if d == ydim else x if d == xdim else slice(None) for d in dims)
+
+
+def _zarr_options(url, storage_options):
+    """zarr accepts ``storage_options`` only with fsspec URLs, not plain paths."""
+    return storage_options if (storage_options and "://" in str(url)) else None

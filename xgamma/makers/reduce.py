@@ -1,0 +1,363 @@
+"""Reduce many observations in parallel and stack them into a Zarr store.
+
+Which one to use when:
+
+- `reduce_observation`: one observation -> its reduced cutout (a pure
+  function of picklable inputs; runs on any Dask worker).
+- `reduce`: many observations -> one stacked dataset in a Zarr store, in
+  parallel on a Dask cluster, with memory that does not grow with the number
+  of observations; incremental and resumable (see `xgamma.io.stack_store`).
+- `xgamma.datasets.stacking.stack_datasets`: stack datasets already in memory
+  (same numbers as `reduce`).
+
+How `reduce` works: observations are processed in batches. In a batch, one
+task per observation reads its DL3 files on the worker, cuts the target
+around the pointing, runs the makers, turns the result into additive sums and
+splits them by sky tile; then one task per touched tile adds the batch's
+pieces to the store. A batch's data is released before the next starts, so
+peak memory depends on the batch size, not on the number of observations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask import delayed
+
+from ..cluster import scheduler_for
+from ..datasets.stacking import IRF_SPATIAL, SPATIAL, to_sums
+from ..geom import WcsGeom
+from ..io.stack_store import StackStore
+from ..units import to_value
+
+__all__ = ["reduce", "reduce_observation", "cutout_template", "ReductionError"]
+
+log = logging.getLogger(__name__)
+
+
+class ReductionError(RuntimeError):
+    """Reducing one observation failed; the message names it."""
+
+
+def _grid_geom(var: xr.DataArray, dims) -> WcsGeom:
+    return WcsGeom.from_header(var.attrs["wcs"], npix=(var.sizes[dims[1]], var.sizes[dims[0]]))
+
+
+def footprint(target: xr.Dataset, position, width) -> dict:
+    """Index slices of a cutout around ``position`` on each sky grid of ``target``.
+
+    Returns
+    -------
+    dict
+        ``{("y", "x"): {"y": slice, "x": slice}, ("y_irf", "x_irf"): {...}}``
+        for the grids the target has.
+    """
+    slices = {}
+    for dims in (SPATIAL, IRF_SPATIAL):
+        var = next((v for v in target.data_vars.values() if set(dims) <= set(v.dims)), None)
+        if var is None:
+            continue
+        cut = _grid_geom(var, dims).cutout_slices(position, width)
+        slices[dims] = {dims[0]: cut["y"], dims[1]: cut["x"]}
+    return slices
+
+
+def cutout_template(target: xr.Dataset, position, width) -> xr.Dataset:
+    """Cut every map of ``target`` around ``position`` (WCS attrs rewritten).
+
+    Parameters
+    ----------
+    target : `xarray.Dataset`
+        Dataset on the target grid (numpy or lazy dask zeros).
+    position : `~astropy.coordinates.SkyCoord`
+        Cutout centre (the pointing).
+    width : float, str or `~astropy.units.Quantity`
+        Cutout width (deg).
+
+    Returns
+    -------
+    `xarray.Dataset`
+        Loaded into memory.
+    """
+    pieces = footprint(target, position, width)
+    out = target
+    for dims, index in pieces.items():
+        out = out.isel(index)
+    out = out.load()
+    for name, var in out.data_vars.items():
+        for dims, index in pieces.items():
+            if set(dims) <= set(var.dims):
+                geom = _grid_geom(target[name], dims)
+                var.attrs = dict(var.attrs, wcs=geom.slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string())
+    return out
+
+
+def reduce_observation(observation, target, makers, cutout_width=None):
+    """Reduce one observation onto (a cutout of) the target dataset.
+
+    Parameters
+    ----------
+    observation : `xgamma.data.Observation`
+        Read lazily, on the process that runs this.
+    target : `xgamma.datasets.Dataset`
+        Empty dataset on the target geometry (lazy zeros are fine).
+    makers : sequence
+        Objects with ``run(dataset, observation) -> dataset``, applied in order.
+    cutout_width : float, str or `~astropy.units.Quantity`, optional
+        Width (deg) of the cutout around the pointing; the whole target when
+        omitted (1-D datasets).
+
+    Returns
+    -------
+    `xgamma.datasets.Dataset`
+        Of the target's type, with ``attrs["obs_ids"] == [obs_id]``.
+
+    Raises
+    ------
+    ReductionError
+        Naming the observation, chained to the original error.
+    """
+    try:
+        if cutout_width is not None:
+            data = cutout_template(target.data, observation.pointing, cutout_width)
+        else:
+            data = target.data.load()
+        data.attrs = dict(data.attrs, obs_ids=[int(observation.obs_id)], name=str(observation.obs_id))
+        dataset = type(target)(data)
+        for maker in makers:
+            dataset = maker.run(dataset, observation)
+        return dataset
+    except Exception as err:
+        raise ReductionError(f"observation {observation.obs_id}: {type(err).__name__}: {err}") from err
+
+
+def _lazy(dataset):
+    """The template with constant variables as lazy `dask.array.full` (small to pickle).
+
+    A template is usually constant (zeros, an all-True mask); other variables
+    are kept as they are and travel with every task.
+    """
+    data = dataset.data.copy()
+    for name, var in data.data_vars.items():
+        values = var.data
+        if isinstance(values, np.ndarray) and values.size and np.all(values == values.flat[0]):
+            data[name] = var.copy(data=da.full(var.shape, values.flat[0], dtype=var.dtype, chunks=-1))
+    return type(dataset)(data)
+
+
+def _pieces(observation, target, makers, cutout_width, store):
+    dataset = reduce_observation(observation, target, makers, cutout_width)
+    return store.split(to_sums(dataset.data))
+
+
+def _piece_for(pieces, tile):
+    return pieces.get(tile, {})
+
+
+def _update(store, tile, obs_ids, *pieces):
+    return store.update_tile(tile, list(zip(obs_ids, pieces)))
+
+
+def _finish(store, tile, *_):
+    store.finish_tile(tile)
+    return tile.key
+
+
+def _config(target, makers, cutout_width) -> dict:
+    """What defines a stack: the target layout and the makers' settings."""
+
+    def settings(maker):
+        return {k: repr(v) for k, v in sorted(vars(maker).items())}
+
+    layout = {name: [list(var.dims), list(var.shape), var.attrs.get("wcs", "")] for name, var in target.data.data_vars.items()}
+    return {
+        "target": layout,
+        "target_type": type(target).__name__,
+        "makers": [[type(m).__name__, settings(m)] for m in makers],
+        "cutout_width_deg": None if cutout_width is None else to_value(cutout_width, "deg", "cutout_width"),
+    }
+
+
+def reduce(
+    observations,
+    target,
+    makers,
+    store=None,
+    cutout_width=None,
+    client=None,
+    scheduler=None,
+    batch_size=None,
+    tile_size=(256, 256),
+    irf_tile_size=(16, 16),
+    storage_options=None,
+    progress=True,
+):
+    """Reduce observations in parallel and stack them into a Zarr store.
+
+    Parameters
+    ----------
+    observations : sequence of `xgamma.data.Observation`
+        Lazy observations (nothing is read on the client).
+    target : `xgamma.datasets.Dataset`
+        Empty dataset on the target geometry, e.g. ``MapDataset.create(...)``.
+    makers : sequence
+        Makers applied in order to each observation (``run(dataset, obs)``).
+    store : str, optional
+        Zarr store URL (local path, ``s3://`` ...). Re-running with more
+        observations adds only the new ones; a run that died resumes. Default:
+        a temporary folder, deleted after the result is loaded.
+    cutout_width : float, str or `~astropy.units.Quantity`, optional
+        Width (deg) of each observation's cutout around its pointing.
+    client : `distributed.Client`, optional
+        Cluster to run on; else ``scheduler`` address, ``$XGAMMA_SCHEDULER``,
+        or an embedded LocalCluster (synchronous for a handful of
+        observations).
+    scheduler : str, optional
+        Scheduler address, or ``"sync"``/``"threads"`` for local schedulers.
+    batch_size : int, optional
+        Observations in flight at once (default: 4 per worker thread, at
+        least 8). Peak memory grows with this, not with the number of runs.
+    tile_size, irf_tile_size : tuple of int
+        Store tile (Zarr chunk) size in pixels on the main and IRF grids.
+    storage_options : dict, optional
+        fsspec options for ``store``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    `xgamma.datasets.Dataset`
+        The stacked dataset (of the target's type), lazily read from the store
+        (loaded into memory when no store was given).
+
+    Raises
+    ------
+    ReductionError
+        If an observation fails; the message names it. Observations stacked
+        before the failure stay in the store, and a re-run continues.
+    """
+    observations = list(observations)
+    temporary = store is None
+    url = tempfile.mkdtemp(prefix="xgamma-stack-") if temporary else str(store)
+    try:
+        stack = StackStore.create(
+            os.path.join(url, "stack.zarr") if temporary else url,
+            target.data,
+            _config(target, makers, cutout_width),
+            tile_size=tile_size,
+            irf_tile_size=irf_tile_size,
+            storage_options=storage_options,
+        )
+        lazy_target = _lazy(target)
+        held = stack.held()
+        pending = [obs for obs in observations if not _is_complete(obs, held, stack, target, cutout_width)]
+        if len(pending) < len(observations):
+            log.info("%d of %d observations are already in %s", len(observations) - len(pending), len(observations), url)
+        local = scheduler in ("sync", "synchronous", "threads", "processes")
+        with (
+            contextlib.nullcontext(scheduler) if local else scheduler_for(client=client, scheduler=scheduler, n_tasks=len(pending))
+        ) as active:
+            get = active if isinstance(active, str) else active.get
+            threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
+            size = batch_size or max(8, 4 * threads)
+            touched = _run_batches(pending, lazy_target, makers, cutout_width, stack, size, get, progress)
+            stale = touched | _unfinished(stack)
+            if stale:
+                dask.compute(*[delayed(_finish)(stack, tile) for tile in sorted(stale, key=lambda t: t.key)], scheduler=get)
+                _mark_finished(stack, stale)
+            stack.record_obs_ids()
+        result = stack.read(chunks={})
+        return type(target)(result.load() if temporary else result)
+    finally:
+        if temporary:
+            shutil.rmtree(url, ignore_errors=True)
+
+
+def _run_batches(pending, target, makers, cutout_width, stack, size, get, progress):
+    from tqdm.auto import tqdm
+
+    touched = set()
+    bar = tqdm(total=len(pending), desc="reducing observations", unit="obs", disable=not progress)
+    try:
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            graph = []
+            by_tile = {}
+            for obs in batch:
+                pieces = delayed(_pieces, pure=False)(obs, target, makers, cutout_width, stack)
+                for tile in _tiles_of(obs, stack, target, cutout_width):
+                    by_tile.setdefault(tile, []).append((int(obs.obs_id), delayed(_piece_for)(pieces, tile)))
+            for tile, entries in by_tile.items():
+                ids = [obs_id for obs_id, _ in entries]
+                graph.append(delayed(_update, pure=False)(stack, tile, ids, *[piece for _, piece in entries]))
+            dask.compute(*graph, scheduler=get)
+            touched.update(by_tile)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return touched
+
+
+def _tiles_of(observation, stack, target, cutout_width):
+    """Tiles an observation's cutout overlaps, on every layer."""
+    tiles = list(stack.tiles("scalar")) if "scalar" in stack.layers else []
+    if cutout_width is None:
+        return tiles + [t for layer in stack.layers if layer != "scalar" for t in stack.tiles(layer)]
+    for dims, index in footprint(target.data, observation.pointing, cutout_width).items():
+        layer = "main" if dims == SPATIAL else "irf"
+        tiles += stack.tiles(layer, index[dims[0]], index[dims[1]])
+    return tiles
+
+
+def _is_complete(observation, held, stack, target, cutout_width) -> bool:
+    tiles = held.get(int(observation.obs_id))
+    if not tiles:
+        return False
+    return {t.key for t in _tiles_of(observation, stack, target, cutout_width)} <= tiles
+
+
+def _finished_path(stack):
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(stack.url, **stack.storage_options)
+    return fs, f"{root.rstrip('/')}/ledger/finished.json"
+
+
+def _unfinished(stack) -> set:
+    """Tiles updated since the stacked product was last written."""
+    import json
+
+    fs, path = _finished_path(stack)
+    try:
+        finished = json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        finished = {}
+    stale = set()
+    for layer in stack.layers:
+        for tile in stack.tiles(layer):
+            slot, ids = stack.ledger(tile)
+            if ids and finished.get(tile.key) != [slot, len(ids)]:
+                stale.add(tile)
+    return stale
+
+
+def _mark_finished(stack, tiles) -> None:
+    import json
+
+    fs, path = _finished_path(stack)
+    try:
+        finished = json.loads(fs.cat_file(path))
+    except FileNotFoundError:
+        finished = {}
+    for tile in tiles:
+        slot, ids = stack.ledger(tile)
+        finished[tile.key] = [slot, len(ids)]
+    fs.pipe_file(path, json.dumps(finished).encode())
