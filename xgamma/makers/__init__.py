@@ -1,1 +1,12 @@
-"""Data reduction: per-observation makers (DL3 -> DL4) and stacking."""
+"""Data reduction: per-observation makers (DL3 -> DL4) and stacking.
+
+Each maker is configured once and applied per observation with
+``maker.run(dataset, observation)``; `reduce` runs a list of makers over many
+observations on a Dask cluster and stacks the results into a Zarr store.
+"""
+
+from .fov_background import FoVBackgroundMaker
+from .map import MapDatasetMaker
+from .reduce import ReductionError, reduce, reduce_observation
+
+__all__ = ["FoVBackgroundMaker", "MapDatasetMaker", "ReductionError", "reduce", "reduce_observation"]
