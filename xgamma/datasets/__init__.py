@@ -13,6 +13,15 @@ See `xgamma.datasets.core` for the layout every dataset shares, and
 
 from .core import Dataset
 from .map import MIGRA_AXIS_DEFAULT, RAD_AXIS_DEFAULT, MapDataset
+from .spectrum import SpectrumDataset, SpectrumDatasetOnOff
 from .stacking import stack_datasets
 
-__all__ = ["Dataset", "MapDataset", "MIGRA_AXIS_DEFAULT", "RAD_AXIS_DEFAULT", "stack_datasets"]
+__all__ = [
+    "Dataset",
+    "MapDataset",
+    "MIGRA_AXIS_DEFAULT",
+    "RAD_AXIS_DEFAULT",
+    "SpectrumDataset",
+    "SpectrumDatasetOnOff",
+    "stack_datasets",
+]

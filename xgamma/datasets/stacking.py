@@ -11,8 +11,9 @@ numbers:
      outside ``mask_safe``;
    - ``exposure`` zeroed where no energy bin of the pixel is safe;
    - ``mask_safe`` / ``mask_fit`` as 0/1 integers (summed = OR);
-   - ``psf`` and ``edisp`` times their weight, ``exposure_irf`` x the safe
-     mask sampled on the IRF grid (``edisp`` also x the reco-energy mask);
+   - ``psf`` and ``edisp`` times their weight: ``exposure_irf`` x the safe
+     mask sampled on the IRF grid (``edisp`` also x the reco-energy mask),
+     or for region datasets without an IRF grid the (masked) ``exposure``;
    - ``livetime``.
 
 2. Sums of several datasets add, after placing each on the common grid
@@ -130,6 +131,9 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
         if mask_image is not None:
             weight = weight.where(_irf_mask(mask_image, data, data["exposure_irf"]), 0.0)
         out["exposure_irf"] = weight
+    elif "exposure" in out:
+        weight = out["exposure"]  # region datasets: IRFs share the exposure's (only) position
+    if "exposure_irf" in out or "exposure" in out:
         for name in _WEIGHTED:
             if name in data:
                 weighted = data[name] * weight
@@ -172,8 +176,8 @@ def from_sums(sums: xr.Dataset, units: dict | None = None) -> xr.Dataset:
         if name in sums:
             out[name] = sums[name] > 0
             out[name].attrs = dict(sums[name].attrs)
-    if "exposure_irf" in sums:
-        weight = sums["exposure_irf"]
+    weight = sums["exposure_irf"] if "exposure_irf" in sums else sums.get("exposure")
+    if weight is not None:
         for name in _WEIGHTED:
             if name in sums:
                 out[name] = (sums[name] / weight.where(weight > 0)).fillna(0.0)

@@ -8,5 +8,21 @@ observations on a Dask cluster and stacks the results into a Zarr store.
 from .fov_background import FoVBackgroundMaker
 from .map import MapDatasetMaker
 from .reduce import ReductionError, reduce, reduce_observation
+from .reflected import ReflectedRegionsBackgroundMaker, ReflectedRegionsFinder, RegionsFinder, WobbleRegionsFinder
+from .safe_mask import SafeMaskMaker, energy_mask
+from .spectrum import SpectrumDatasetMaker
 
-__all__ = ["FoVBackgroundMaker", "MapDatasetMaker", "ReductionError", "reduce", "reduce_observation"]
+__all__ = [
+    "FoVBackgroundMaker",
+    "MapDatasetMaker",
+    "ReductionError",
+    "ReflectedRegionsBackgroundMaker",
+    "ReflectedRegionsFinder",
+    "RegionsFinder",
+    "SafeMaskMaker",
+    "SpectrumDatasetMaker",
+    "WobbleRegionsFinder",
+    "energy_mask",
+    "reduce",
+    "reduce_observation",
+]
