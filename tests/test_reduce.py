@@ -174,3 +174,33 @@ def test_existing_scheduler_by_address(tmp_path, observations, in_memory):
         for process in (worker, scheduler):
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_spectrum_on_off_through_the_store_matches_the_reference(tmp_path, hess_dir, reference_dir):
+    import astropy.units as u
+    import yaml
+    from regions import CircleSkyRegion
+    from test_spectrum import TARGET, crab_axes, crab_exclusion_mask
+
+    from xgamma.datasets import SpectrumDatasetOnOff
+    from xgamma.geom import RegionGeom
+    from xgamma.makers import ReflectedRegionsBackgroundMaker, SafeMaskMaker, SpectrumDatasetMaker
+
+    energy, energy_true = crab_axes()
+    target = SpectrumDatasetOnOff.create(RegionGeom.create(CircleSkyRegion(TARGET, 0.11 * u.deg), axes=[energy]), energy_true, name="crab")
+    makers = [
+        SpectrumDatasetMaker(containment_correction=True, selection=("counts", "exposure", "edisp")),
+        ReflectedRegionsBackgroundMaker(exclusion_mask=crab_exclusion_mask()),
+        SafeMaskMaker(methods=("aeff-max",), aeff_percent=10),
+    ]
+    observations = DataStore.from_dir(hess_dir).get_observations(RUNS)
+    result = reduce(observations, target, makers, store=str(tmp_path / "crab1d.zarr"), scheduler="sync", progress=False)
+    stacked = SpectrumDatasetOnOff(result.data.load())
+    per_run = [reduce_observation(obs, target, makers) for obs in observations]
+    assert_same(stacked.data, SpectrumDatasetOnOff.from_list(per_run).data)
+    reference = yaml.safe_load((reference_dir / "crab-1d.yaml").read_text())["stacked"][0]
+    info = stacked.info_dict()
+    assert info["counts"] == reference["counts"] and info["counts_off"] == reference["counts_off"]
+    assert info["alpha"] == pytest.approx(reference["alpha"], rel=1e-6)
+    assert info["excess"] == pytest.approx(reference["excess"], rel=1e-3)
+    assert info["sqrt_ts"] == pytest.approx(reference["sqrt_ts"], abs=0.05)
