@@ -16,6 +16,7 @@ to ``i + 0.5`` (FITS pixel ``i + 1``). Angles are in degrees, solid angles in sr
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import astropy.units as u
@@ -154,6 +155,21 @@ def _chunks(chunks, dims):
 
 
 # ---- the geometry -----------------------------------------------------------
+def _check_axes(axes) -> tuple:
+    axes = tuple(axes or ())
+    names = [ax.name for ax in axes]
+    if len(set(names)) != len(names) or set(names) & set(SPATIAL_DIMS):
+        raise ValueError(f"axis names must be unique and not 'x' or 'y', got {names}")
+    return axes
+
+
+@functools.lru_cache(maxsize=256)
+def _image_from_header_string(text, npix):
+    geom = WcsGeom._from_header(text, npix, None)
+    geom.to_header_string()  # cached, and inherited by the copies `_with_axes` makes
+    return geom
+
+
 class WcsGeom:
     """Sky pixel grid (2-D celestial WCS) with optional non-spatial axes.
 
@@ -181,11 +197,7 @@ class WcsGeom:
         nx, ny = (int(n) for n in npix)
         if nx < 1 or ny < 1:
             raise ValueError(f"npix must be positive, got {(nx, ny)}")
-        axes = tuple(axes or ())
-        names = [ax.name for ax in axes]
-        if len(set(names)) != len(names) or set(names) & set(SPATIAL_DIMS):
-            raise ValueError(f"axis names must be unique and not 'x' or 'y', got {names}")
-        self._wcs, self._npix, self._axes = wcs, (nx, ny), axes
+        self._wcs, self._npix, self._axes = wcs, (nx, ny), _check_axes(axes)
         self._frame = wcs_to_celestial_frame(wcs)
 
     # ---- constructors -----------------------------------------------------
@@ -259,6 +271,14 @@ class WcsGeom:
         npix : pair of int, optional
             ``(nx, ny)``; default from NAXIS1 and NAXIS2.
         """
+        if isinstance(header, str):
+            # map attrs repeat the same few headers: parse each once
+            image = _image_from_header_string(header, None if npix is None else tuple(int(n) for n in npix))
+            return image._with_axes(axes)
+        return cls._from_header(header, npix, axes)
+
+    @classmethod
+    def _from_header(cls, header, npix, axes):
         header = _read_header(header)
         if npix is None:
             if "NAXIS1" not in header or "NAXIS2" not in header:
@@ -268,6 +288,15 @@ class WcsGeom:
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header)
         return cls(wcs, npix, axes)
+
+    def _with_axes(self, axes) -> "WcsGeom":
+        """The same sky grid (WCS object shared, never mutated) with other axes."""
+        if not axes:
+            return self
+        geom = object.__new__(WcsGeom)
+        geom.__dict__.update(self.__dict__)
+        geom._axes = _check_axes(axes)
+        return geom
 
     @classmethod
     def from_dataarray(cls, da):
@@ -606,7 +635,9 @@ class WcsGeom:
 
         This is the form stored in the ``wcs`` attr of every WCS map.
         """
-        return "\n".join(str(card).rstrip() for card in self.to_header().cards)
+        if "_header_string" not in self.__dict__:  # the grid never changes: build it once
+            self._header_string = "\n".join(str(card).rstrip() for card in self.to_header().cards)
+        return self._header_string
 
     def to_dataarray(self, data=None, unit="", name=None, dtype=None, chunks=None) -> xr.DataArray:
         """A map on this geometry.

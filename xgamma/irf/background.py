@@ -98,18 +98,40 @@ class _Background(IRF):
         return self.evaluate_integrate(edges[:-1].reshape(shape), edges[1:].reshape(shape), **coords)
 
 
+def power_law_segments(x, y):
+    """Integral of ``y(x)`` over each segment between consecutive samples (last axis).
+
+    Between samples ``y`` is the power law through both end points; where an
+    end point is not positive the trapezoid rule is used instead.
+
+    Parameters
+    ----------
+    x : `numpy.ndarray`
+        Sample positions, > 0, broadcastable to ``y`` (a 1-D array of the
+        last axis is cheapest).
+    y : `numpy.ndarray`
+        Sample values.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Shape of ``y`` with the last axis one shorter.
+    """
+    x = np.asarray(x, dtype=float)
+    x0, x1, y0, y1 = x[..., :-1], x[..., 1:], y[..., :-1], y[..., 1:]
+    log_ratio = np.log(x1 / x0)
+    positive = (y0 > 0) & (y1 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_y = np.log(y)
+        slope = (log_y[..., 1:] - log_y[..., :-1]) / log_ratio + 1  # power-law index + 1
+        # y0 x0 / (k + 1) ((x1 / x0)^(k + 1) - 1), and its limit y0 x0 ln(x1 / x0) at k = -1
+        power = y0 * x0 * np.where(np.abs(slope) < 1e-10, log_ratio, np.expm1(slope * log_ratio) / slope)
+    return np.where(positive, power, 0.5 * (x1 - x0) * (y0 + y1))
+
+
 def _integrate_power_law(x, y):
     """Integral of y(x) over the samples along the last axis, power law between samples."""
-    x0, x1, y0, y1 = x[..., :-1], x[..., 1:], y[..., :-1], y[..., 1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        index = np.log(y1 / y0) / np.log(x1 / x0)
-        power = y0 * x0 / (index + 1) * ((x1 / x0) ** (index + 1) - 1)
-        log_case = y0 * x0 * np.log(x1 / x0)
-        seg = np.where(np.abs(index + 1) < 1e-10, log_case, power)
-    trapezoid = 0.5 * (x1 - x0) * (y0 + y1)  # where a sample is 0, fall back
-    positive = (y0 > 0) & (y1 > 0)
-    seg = np.where(positive, seg, trapezoid)
-    return seg.sum(axis=-1)
+    return power_law_segments(x, y).sum(axis=-1)
 
 
 class Background2D(_Background):

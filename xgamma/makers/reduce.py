@@ -89,14 +89,16 @@ def cutout_template(target: xr.Dataset, position, width) -> xr.Dataset:
     """
     pieces = footprint(target, position, width)
     out = target
+    headers = {}
     for dims, index in pieces.items():
         out = out.isel(index)
+        var = next(v for v in target.data_vars.values() if set(dims) <= set(v.dims))
+        headers[dims] = _grid_geom(var, dims).slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
     out = out.load()
-    for name, var in out.data_vars.items():
-        for dims, index in pieces.items():
+    for var in out.data_vars.values():
+        for dims, header in headers.items():
             if set(dims) <= set(var.dims):
-                geom = _grid_geom(target[name], dims)
-                var.attrs = dict(var.attrs, wcs=geom.slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string())
+                var.attrs = dict(var.attrs, wcs=header)
     return out
 
 

@@ -32,7 +32,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
 
-from ..irf.background import _integrate_power_law
+from ..irf.background import power_law_segments
 from ..irf.core import CANONICAL_AXIS_UNITS, _AxisGrid, interpolate
 from ..units import to_value
 
@@ -225,7 +225,7 @@ def integrate_background(bkg, energy_edges, **coords) -> np.ndarray:
     inside = (table > edges[0]) & (table < edges[-1])
     samples = np.unique(np.concatenate([edges, table[inside]]))
     values = _on_nodes(bkg, coords, "log", energy=samples)  # S + (nsample,), s-1 TeV-1 sr-1
-    segments = _integrate_segments(np.broadcast_to(samples, values.shape), values)  # S + (nseg,)
+    segments = power_law_segments(samples, values)  # S + (nseg,)
     seg_mid = np.sqrt(samples[1:] * samples[:-1])
     in_table = (seg_mid > e_lo) & (seg_mid < e_hi)
     which = np.searchsorted(edges, seg_mid, side="right") - 1  # bin of each segment
@@ -262,13 +262,6 @@ def _on_nodes(irf, coords, values_scale="lin", **fixed):
     points = [np.asarray(to_value(coords[name], CANONICAL_AXIS_UNITS[name], name), dtype=float) for name in spatial]
     out = interpolate(grids, table, points, values_scale=values_scale)
     return out.reshape(out.shape[: out.ndim - len(fixed)] + tuple(s for shp in fixed_shapes for s in shp))
-
-
-def _integrate_segments(x, y):
-    """Power-law integral of each segment between consecutive samples (last axis)."""
-    pairs = np.stack([x[..., :-1], x[..., 1:]], axis=-1)
-    vals = np.stack([y[..., :-1], y[..., 1:]], axis=-1)
-    return _integrate_power_law(pairs, vals)
 
 
 def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rotation_step="1 deg",
