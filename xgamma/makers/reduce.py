@@ -260,7 +260,10 @@ def reduce(
         )
         lazy_target = _lazy(target)
         held = stack.held()
-        pending = [obs for obs in observations if not _is_complete(obs, held, stack, target, cutout_width)]
+        footprints = {id(obs): _tiles_of(obs, stack, target, cutout_width) for obs in observations}
+        pending = [obs for obs in observations if not _is_complete(obs, held, footprints[id(obs)])]
+        # neighbours in one batch share tiles: fewer, fuller tile updates
+        pending.sort(key=lambda obs: min(((t.iy, t.ix) for t in footprints[id(obs)] if t.layer == "main"), default=(0, 0)))
         if len(pending) < len(observations):
             log.info("%d of %d observations are already in %s", len(observations) - len(pending), len(observations), url)
         local = scheduler in ("sync", "synchronous", "threads", "processes")
@@ -270,7 +273,7 @@ def reduce(
             get = active if isinstance(active, str) else active.get
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
             size = batch_size or max(8, 4 * threads)
-            touched = _run_batches(pending, lazy_target, makers, cutout_width, stack, size, get, progress)
+            touched = _run_batches(pending, footprints, lazy_target, makers, cutout_width, stack, size, get, progress)
             stale = touched | _unfinished(stack)
             if stale:
                 dask.compute(*[delayed(_finish)(stack, tile) for tile in sorted(stale, key=lambda t: t.key)], scheduler=get)
@@ -283,7 +286,7 @@ def reduce(
             shutil.rmtree(url, ignore_errors=True)
 
 
-def _run_batches(pending, target, makers, cutout_width, stack, size, get, progress):
+def _run_batches(pending, footprints, target, makers, cutout_width, stack, size, get, progress):
     from tqdm.auto import tqdm
 
     touched = set()
@@ -295,7 +298,7 @@ def _run_batches(pending, target, makers, cutout_width, stack, size, get, progre
             by_tile = {}
             for obs in batch:
                 pieces = delayed(_pieces, pure=False)(obs, target, makers, cutout_width, stack)
-                for tile in _tiles_of(obs, stack, target, cutout_width):
+                for tile in footprints[id(obs)]:
                     by_tile.setdefault(tile, []).append((int(obs.obs_id), delayed(_piece_for)(pieces, tile)))
             for tile, entries in by_tile.items():
                 ids = [obs_id for obs_id, _ in entries]
@@ -319,11 +322,9 @@ def _tiles_of(observation, stack, target, cutout_width):
     return tiles
 
 
-def _is_complete(observation, held, stack, target, cutout_width) -> bool:
+def _is_complete(observation, held, footprint) -> bool:
     tiles = held.get(int(observation.obs_id))
-    if not tiles:
-        return False
-    return {t.key for t in _tiles_of(observation, stack, target, cutout_width)} <= tiles
+    return bool(tiles) and {t.key for t in footprint} <= tiles
 
 
 def _finished_path(stack):
