@@ -204,3 +204,19 @@ def test_spectrum_on_off_through_the_store_matches_the_reference(tmp_path, hess_
     assert info["alpha"] == pytest.approx(reference["alpha"], rel=1e-6)
     assert info["excess"] == pytest.approx(reference["excess"], rel=1e-3)
     assert info["sqrt_ts"] == pytest.approx(reference["sqrt_ts"], abs=0.05)
+
+
+def test_ring_background_maps_through_the_store(tmp_path, observations):
+    from xgamma.datasets import MapDatasetOnOff
+    from xgamma.makers import RingBackgroundMaker, SafeMaskMaker
+
+    target = make_target()
+    target = MapDatasetOnOff.create(target.geom, energy_axis_true=target.energy_axis_true, binsz_irf=0.5, name="crab")
+    makers = [MapDatasetMaker(), SafeMaskMaker(methods=["offset-max"], offset_max="2 deg"), RingBackgroundMaker(r_in="0.5 deg", width="0.3 deg")]
+    result = reduce(observations, target, makers, store=str(tmp_path / "ring.zarr"), scheduler="sync", **OPTIONS)
+    per_run = [reduce_observation(obs, target, makers, cutout_width="3 deg") for obs in observations]
+    expected = stack_datasets(per_run, template=target).data
+    assert_same(result.data, expected)
+    stacked = MapDatasetOnOff(result.data.load())
+    info = stacked.info_dict()
+    assert info["counts_off"] > 0 and 0 < info["alpha"] < 1

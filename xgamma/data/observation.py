@@ -207,8 +207,17 @@ class Observation:
             ) from None
 
     def _read(self, hdu_types):
-        """Read the HDUs of ``hdu_types`` not read yet, opening each file once."""
+        """Read the HDUs of ``hdu_types`` not read yet, opening each file once.
+
+        Every other HDU of the same files is read too: decompressing the file
+        is the cost, so one access to a run's file pays for all its HDUs.
+        """
         wanted = [t for t in hdu_types if t not in self._hdus and t not in self._objects]
+        files = {self._location(t).file for t in wanted}
+        wanted += [
+            t for t, loc in self.locations.items()
+            if loc.file in files and t not in wanted and t not in self._hdus and t not in self._objects
+        ]
         by_file = {}
         for hdu_type in wanted:
             location = self._location(hdu_type)

@@ -144,14 +144,27 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
         out["livetime"] = data["livetime"].astype(float)
     sums = xr.Dataset(out, coords=data.coords, attrs=dict(data.attrs))
     for name, var in sums.data_vars.items():
-        var.attrs = dict(data[name].attrs) if name in data else {"units": ""}
+        source = "counts_off" if name == "background_off" else name  # same grid and attrs
+        var.attrs = dict(data[source].attrs)
         if name in _WEIGHTED:
             var.attrs["units"] = ""  # weighted sums; units restored by from_sums
     return sums
 
 
 def add_sums(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
-    """Sum of two sums datasets on the same grid (attrs and obs ids merged)."""
+    """Sum of two sums datasets on the same grid (attrs and obs ids merged).
+
+    Raises
+    ------
+    ValueError
+        If the two hold different variables (e.g. one was reduced without
+        PSF), naming them.
+    """
+    if set(a.data_vars) != set(b.data_vars):
+        raise ValueError(
+            f"cannot stack datasets with different variables: {sorted(set(a.data_vars) ^ set(b.data_vars))} "
+            "are in only one of them (reduce every observation with the same maker selection)"
+        )
     total = a.copy()
     for name in a.data_vars:
         total[name] = a[name] + b[name]
@@ -210,7 +223,7 @@ def place(sums: xr.Dataset, template: xr.Dataset) -> xr.Dataset:
     """
     out = {}
     for name, var in sums.data_vars.items():
-        target = template[name]
+        target = template["counts_off" if name == "background_off" else name]
         spatial = next((dims for dims in (SPATIAL, IRF_SPATIAL) if set(dims) <= set(var.dims)), None)
         full = np.zeros(target.shape, dtype=var.dtype)
         if spatial is None:
