@@ -41,9 +41,9 @@ import numpy as np
 import psutil
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from distributed import Client, LocalCluster
 
 from xgamma.axes import MapAxis
+from xgamma.cluster import get_client
 from xgamma.data import DataStore
 from xgamma.datasets import MapDataset
 from xgamma.geom import WcsGeom
@@ -123,9 +123,7 @@ def group_target(group, binsz=0.02):
 
 
 def reduce_all_runs(groups, n_workers, root) -> dict:
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(
-        cluster
-    ) as client, PeakRSS() as rss:
+    with get_client(n_workers=n_workers, quiet=True) as client, PeakRSS() as rss:
         start = time.perf_counter()
         for k, group in enumerate(groups):
             reduce(group, group_target(group), MAKERS, store=str(root / f"group_{k}.zarr"), cutout_width="5 deg",
@@ -140,7 +138,7 @@ def survey(runs, sizes, binsz, root) -> dict:
     observations = synthetic_survey(runs, max(sizes), lon_range=(-27.5, 27.5), lat_range=(-2.5, 2.5))
     url = str(root / "survey.zarr")
     out = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
+    with get_client(n_workers=2, quiet=True) as client:
         for n in sorted(sizes):
             with PeakRSS() as rss:
                 start = time.perf_counter()

@@ -156,8 +156,10 @@ def _lazy(dataset):
 
 
 def _pieces(observation, target, makers, cutout_width, store):
-    dataset = reduce_observation(observation, target, makers, cutout_width)
-    return store.split(to_sums(dataset.data))
+    # this runs inside a task: anything lazy is computed here, not sent back to the cluster
+    with dask.config.set(scheduler="sync"):
+        dataset = reduce_observation(observation, target, makers, cutout_width)
+        return store.split(to_sums(dataset.data))
 
 
 def _piece_for(pieces, tile):
