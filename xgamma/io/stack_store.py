@@ -174,20 +174,8 @@ class StackStore:
                 )
             return store
         tiles = {"main": tuple(int(n) for n in tile_size), "irf": tuple(int(n) for n in irf_tile_size), "scalar": ()}
-        sums = sums_layout(layout)
-        stacked = layout.copy()
-        for target in (sums, stacked):
-            for name, var in target.data_vars.items():
-                target[name] = var.copy(data=da.zeros(var.shape, dtype=var.dtype, chunks=_chunks(var.dims, var.shape, tiles)))
-                target[name].attrs = json_attrs(var.attrs)
-                # unwritten chunks read as zero (not NaN), and zero is no missing value
-                target[name].encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
-        sums = xr.Dataset(
-            {name: var.expand_dims(slot=2).chunk({"slot": 1}) for name, var in sums.data_vars.items()},
-            coords=sums.coords,
-        )
-        for name, var in sums.data_vars.items():
-            var.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
+        sums = _zeros_like(sums_layout(layout), tiles, slots=2)
+        stacked = _zeros_like(layout, tiles)
         stack_info = {"config_hash": digest, "config": config, "tile_size": tiles}
         sums.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_stack=stack_info))
         stacked.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_object="Dataset"))
@@ -338,16 +326,18 @@ class StackStore:
     def read_sums(self, tile: Tile | None = None) -> xr.Dataset:
         """Current sums, of one tile or of the whole store, in memory."""
         group = self._group("sums")
+        tiles = [tile] if tile is not None else [t for layer in self.layers for t in self.tiles(layer)]
+        slots = {t: self.ledger(t)[0] for t in tiles}
         variables = {}
         for name, (dims, shape, layer) in self.arrays.items():
             if tile is not None and layer != tile.layer:
                 continue
             if tile is not None:
-                values = np.asarray(group[name][(self.ledger(tile)[0], *tile.index(dims))])
+                values = np.asarray(group[name][(slots[tile], *tile.index(dims))])
             else:
                 values = np.zeros(shape, dtype=group[name].dtype)
                 for t in self.tiles(layer):
-                    values[t.index(dims)] = group[name][(self.ledger(t)[0], *t.index(dims))]
+                    values[t.index(dims)] = group[name][(slots[t], *t.index(dims))]
             variables[name] = xr.DataArray(values, dims=dims, attrs=dict(group[name].attrs))
         return xr.Dataset(variables)
 
@@ -377,6 +367,20 @@ class StackStore:
 
 def _dims(array) -> tuple:
     return tuple(array.metadata.dimension_names or ())
+
+
+def _zeros_like(layout: xr.Dataset, tiles: dict, slots=None) -> xr.Dataset:
+    """Lazy zeros with the layout's variables, chunked by tile (plus a leading ``slot`` dim)."""
+    variables = {}
+    for name, var in layout.data_vars.items():
+        shape, chunks, dims = var.shape, _chunks(var.dims, var.shape, tiles), var.dims
+        if slots:
+            shape, chunks, dims = (slots, *shape), (1, *chunks), ("slot", *dims)
+        zeros = xr.Variable(dims, da.zeros(shape, dtype=var.dtype, chunks=chunks), json_attrs(var.attrs))
+        # unwritten chunks read as zero (not NaN), and zero is no missing value
+        zeros.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
+        variables[name] = zeros
+    return xr.Dataset(variables, coords=layout.coords)
 
 
 def layer_of_dims(dims) -> str:
