@@ -585,7 +585,13 @@ class WcsGeom:
                     name=ax.name, unit=ax.unit, interp=ax.interp)
             for ax in self._axes
         ]
-        return WcsGeom(wcs, npix, axes)
+        geom = WcsGeom(wcs, npix, axes)
+        # the child's header differs from ours only by CRPIX and NAXIS: edit, don't rebuild
+        header = _read_header(self.to_header_string())
+        header["NAXIS1"], header["NAXIS2"] = npix
+        header["CRPIX1"], header["CRPIX2"] = (float(v) for v in wcs.wcs.crpix)
+        geom._header_string = "\n".join(str(card).rstrip() for card in header.cards)
+        return geom
 
     def to_image(self) -> "WcsGeom":
         """The same sky grid without non-spatial axes."""

@@ -33,12 +33,15 @@ from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.codecs import BloscCodec
 
 from .. import __version__
 from ..datasets.stacking import IRF_SPATIAL, MASK_VARIABLES, SPATIAL, from_sums, pixel_offset
 from .zarr import json_attrs
 
 __all__ = ["StackStore", "Tile", "LAYERS"]
+
+_FAST_CODEC = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 #: spatial dims of each tile layer
 LAYERS = {"main": SPATIAL, "irf": IRF_SPATIAL, "scalar": ()}
@@ -310,11 +313,14 @@ class StackStore:
         if not new:
             return []
         group = self._group("sums", mode="r+")
-        for name, (dims, _, layer) in self.arrays.items():
+        for name, (dims, shape, layer) in self.arrays.items():
             if layer != tile.layer:
                 continue
             index = tile.index(dims)
-            block = np.asarray(group[name][(slot, *index)])
+            if held:
+                block = np.asarray(group[name][(slot, *index)])
+            else:  # never written: no need to read zeros
+                block = np.zeros(_block_shape(shape, dims, index), dtype=group[name].dtype)
             for _, piece in new:
                 if name in piece:
                     where, values = piece[name]
@@ -369,6 +375,10 @@ def _dims(array) -> tuple:
     return tuple(array.metadata.dimension_names or ())
 
 
+def _block_shape(shape, dims, index) -> tuple:
+    return tuple(len(range(*i.indices(n))) if isinstance(i, slice) else n for n, i in zip(shape, index))
+
+
 def _zeros_like(layout: xr.Dataset, tiles: dict, slots=None) -> xr.Dataset:
     """Lazy zeros with the layout's variables, chunked by tile (plus a leading ``slot`` dim)."""
     variables = {}
@@ -377,8 +387,9 @@ def _zeros_like(layout: xr.Dataset, tiles: dict, slots=None) -> xr.Dataset:
         if slots:
             shape, chunks, dims = (slots, *shape), (1, *chunks), ("slot", *dims)
         zeros = xr.Variable(dims, da.zeros(shape, dtype=var.dtype, chunks=chunks), json_attrs(var.attrs))
-        # unwritten chunks read as zero (not NaN), and zero is no missing value
-        zeros.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item()}
+        # unwritten chunks read as zero (not NaN), and zero is no missing value; tiles are
+        # rewritten at every update, so a fast codec beats a dense one
+        zeros.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item(), "compressors": (_FAST_CODEC,)}
         variables[name] = zeros
     return xr.Dataset(variables, coords=layout.coords)
 
