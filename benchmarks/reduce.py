@@ -12,7 +12,8 @@ Three measurements, all in one run:
    LocalCluster of 1 and of 2 worker processes.
 3. A synthetic survey (real runs moved along the Galactic plane with new obs
    ids and times, `xgamma.simulate.synthetic_survey`) stacked into one
-   60 x 10 deg map (0.1 deg pixels, 6 reco and 9 true energy bins), added
+   60 x 10 deg map (0.1 deg pixels, 6 reco and 9 true energy bins; counts,
+   exposure and background, no PSF/edisp maps), added
    incrementally in steps of 100, 500 and 2000 observations on 2 workers;
    the peak RSS of the whole process tree (client and workers) is recorded
    for each step.
@@ -56,6 +57,8 @@ DEFAULT_DATA = Path(os.environ.get("XGAMMA_DATA", HERE.parent.parent / "shared" 
 ENERGY = MapAxis.from_energy_bounds("0.5 TeV", "50 TeV", 12)
 ENERGY_TRUE = MapAxis.from_energy_bounds("0.3 TeV", "100 TeV", 18, name="energy_true")
 MAKERS = [MapDatasetMaker(), SafeMaskMaker(methods=["offset-max"], offset_max="2.5 deg"), FoVBackgroundMaker(method="scale")]
+# the survey measures memory, not IRF maps: counts, exposure and background only
+SURVEY_MAKERS = [MapDatasetMaker(selection=("counts", "exposure", "background")), *MAKERS[1:]]
 
 
 class PeakRSS:
@@ -139,6 +142,7 @@ def survey(runs, sizes, binsz, root) -> dict:
     energy_true = MapAxis.from_energy_bounds("0.3 TeV", "100 TeV", 9, name="energy_true")
     geom = WcsGeom.create(skydir=(0, 0), width=(60, 10), binsz=binsz, frame="galactic", proj="CAR", axes=[energy])
     target = MapDataset.create(geom, energy_axis_true=energy_true, binsz_irf=0.2, name="survey")
+    target = MapDataset(target.data.drop_vars(["psf", "edisp", "exposure_irf"]))
     observations = synthetic_survey(runs, max(sizes), lon_range=(-27.5, 27.5), lat_range=(-2.5, 2.5))
     url = str(root / "survey.zarr")
     out = {}
@@ -146,7 +150,8 @@ def survey(runs, sizes, binsz, root) -> dict:
         for n in sorted(sizes):
             with PeakRSS() as rss:
                 start = time.perf_counter()
-                result = reduce(observations[:n], target, MAKERS, store=url, cutout_width="5 deg", client=client, progress=False)
+                result = reduce(observations[:n], target, SURVEY_MAKERS, store=url, cutout_width="5 deg", client=client,
+                                progress=False)
                 seconds = time.perf_counter() - start
             assert len(result.obs_ids) == n, (len(result.obs_ids), n)
             out[n] = {"peak_rss_mb": rss.peak, "seconds": seconds}
