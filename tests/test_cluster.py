@@ -20,6 +20,9 @@ def test_embedded_cluster_logs_its_dashboard_and_keeps_fast_malloc(caplog, monke
             assert len(client.scheduler_info()["workers"]) == 1
             environ = client.run(lambda: dict(os.environ))
             assert all("MALLOC_TRIM_THRESHOLD_" not in env for env in environ.values())
+            # the statistical profiler would grow worker memory with every task
+            profiling = client.run(lambda: __import__("dask").config.get("distributed.worker.profile.enabled"))
+            assert not any(profiling.values())
     assert "dashboard: http" in caplog.text and "LocalCluster of 1 worker" in caplog.text
 
 

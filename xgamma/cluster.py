@@ -54,11 +54,17 @@ def get_client(client=None, scheduler=None, n_workers=None, threads_per_worker=1
             yield new_client
         return
     n_workers = n_workers or os.cpu_count() or 1
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}), LocalCluster(
+    with dask.config.set(_WORKER_CONFIG | {"distributed.nanny.pre-spawn-environ": _worker_environ()}), LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0"
     ) as cluster, Client(cluster) as new_client:
         _announce(new_client, f"started a LocalCluster of {n_workers} worker processes", quiet)
         yield new_client
+
+
+#: Embedded workers run without distributed's statistical profiler: it keeps a
+#: call tree per task and grew each worker by ~80 KB per observation, so memory
+#: grew with the number of observations (benchmarks/reduce.py, survey).
+_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def _worker_environ() -> dict:
