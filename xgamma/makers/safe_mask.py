@@ -75,22 +75,16 @@ def _loglog_crossing(energy, values, threshold, start):
     Returns None when there is no crossing.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.log(values[start:]) - np.log(threshold)
-    e = np.log(energy[start:])
-    sign = np.sign(f)
-    change = np.flatnonzero((sign[:-1] != sign[1:]) & np.isfinite(f[:-1]) & np.isfinite(f[1:]))
-    if change.size == 0:
-        return None
-    j = change[0]
-    if f[j] == 0:
-        return float(energy[start + j])
-    frac = f[j] / (f[j] - f[j + 1])
-    return float(np.exp(e[j] + frac * (e[j + 1] - e[j])))
+        return _first_crossing(energy, np.log(values[start:]) - np.log(threshold), start)
 
 
 def _linlog_crossing(energy, values, threshold, start):
     """As `_loglog_crossing`, values linear (for the bias)."""
-    f = values[start:] - threshold
+    return _first_crossing(energy, values[start:] - threshold, start)
+
+
+def _first_crossing(energy, f, start):
+    """Energy (log-interpolated) where ``f`` (sampled from ``start`` on) first changes sign."""
     e = np.log(energy[start:])
     sign = np.sign(f)
     change = np.flatnonzero((sign[:-1] != sign[1:]) & np.isfinite(f[:-1]) & np.isfinite(f[1:]))
