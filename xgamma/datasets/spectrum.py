@@ -352,6 +352,37 @@ class SpectrumDatasetOnOff(SpectrumDataset):
             data.attrs["name"] = str(name)
         return cls(data)
 
+    @classmethod
+    def read(cls, path, format=None, name=None, **kwargs):
+        """Read an OGIP spectrum (`xgamma.io.ogip.read_ogip`) or a Zarr store (`Dataset.read`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            PHA file, or Zarr store URL.
+        format : {"ogip", "zarr"}, optional
+            Default: "ogip" for paths ending in ``.fits`` or ``.fits.gz``, else "zarr".
+        name : str, optional
+            Dataset name (OGIP only; default from the file name).
+        **kwargs
+            Passed to `Dataset.read` (Zarr only).
+        """
+        if format is None:
+            format = "ogip" if str(path).lower().endswith((".fits", ".fits.gz")) else "zarr"
+        if format == "zarr":
+            return super().read(path, **kwargs)
+        if format != "ogip":
+            raise ValueError(f"format must be 'ogip' or 'zarr', got {format!r}")
+        from ..io.ogip import read_ogip  # lazy: xgamma.io.ogip imports this module
+
+        return read_ogip(path, name=name)
+
+    def write(self, folder, overwrite=False) -> str:
+        """Write OGIP PHA, BKG, ARF and RMF files (`xgamma.io.ogip.write_ogip`); returns the PHA path."""
+        from ..io.ogip import write_ogip
+
+        return write_ogip(self, folder, overwrite=overwrite)
+
     @property
     def counts_off(self) -> xr.DataArray:
         """OFF counts per reconstructed-energy bin."""
