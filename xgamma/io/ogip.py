@@ -47,10 +47,10 @@ import re
 
 import astropy.units as u
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import xarray as xr
 from astropy.io import fits
+from fsspec.implementations.local import LocalFileSystem
 
 from ..axes import MapAxis
 from ..datasets.spectrum import SpectrumDatasetOnOff
