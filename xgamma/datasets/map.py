@@ -32,6 +32,8 @@ from ..axes import MapAxis
 from ..geom import WcsGeom
 from ..units import to_value
 from .core import Dataset
+from .evaluator import FitArrays
+from .fitting import FitMixin
 
 __all__ = ["MIGRA_AXIS_DEFAULT", "RAD_AXIS_DEFAULT", "MapDataset"]
 
@@ -54,7 +56,7 @@ def _geom_from_var(var: xr.DataArray, spatial=("y", "x"), axes=()) -> WcsGeom:
     return WcsGeom.from_header(var.attrs["wcs"], axes=list(axes), npix=(nx, ny))
 
 
-class MapDataset(Dataset):
+class MapDataset(FitMixin, Dataset):
     """Binned 3-D dataset: counts, background, exposure and reduced IRFs on a WCS grid.
 
     Parameters
@@ -194,6 +196,31 @@ class MapDataset(Dataset):
     @property
     def exposure_irf(self) -> xr.DataArray | None:
         return self._get("exposure_irf")
+
+    def _make_fit_arrays(self) -> FitArrays:
+        counts_dims = ("energy", "y", "x")
+        edisp = self.edisp
+        migra_edges = None
+        if edisp is not None:
+            second = "migra" if "migra" in edisp.dims else "energy"
+            if second == "migra":
+                migra_edges = MapAxis.from_coords(self._data, "migra").edges.value
+            edisp = edisp.transpose("energy_true", second, *IRF_DIMS).values.astype(float)
+        psf = self.psf
+        return FitArrays(
+            counts=self.counts.transpose(*counts_dims).values.astype(float),
+            mask=self.mask.transpose(*counts_dims).values.astype(bool),
+            exposure=self.exposure.transpose("energy_true", "y", "x").values.astype(float),
+            background=None if self.background is None else self.background.transpose(*counts_dims).values.astype(float),
+            energy_edges=self.energy_axis.edges.to_value("TeV"),
+            energy_true_edges=self.energy_axis_true.edges.to_value("TeV"),
+            edisp=edisp,
+            psf=None if psf is None else psf.transpose("energy_true", "rad", *IRF_DIMS).values.astype(float),
+            rad_edges=None if psf is None else MapAxis.from_coords(self._data, "rad").edges.to_value("deg"),
+            geom=self.geom.to_image(),
+            geom_irf=self.geom_irf,
+            migra_edges=migra_edges,
+        )
 
     # ---- operations --------------------------------------------------------------
     def cutout(self, position, width, name=None) -> MapDataset:

@@ -45,8 +45,9 @@ from scipy.signal import fftconvolve
 
 from ..geom import WcsGeom
 from ..geom.wcs import angular_separation
-from ..stats import li_ma_significance, wstat
+from ..stats import li_ma_significance
 from ..units import to_value
+from .fitting import OnOffFitMixin
 from .map import MapDataset
 from .stacking import from_sums, stack_datasets, to_sums
 
@@ -128,7 +129,7 @@ def _map_attrs(da: xr.DataArray, template: xr.DataArray, name: str, units: str =
     return da
 
 
-class MapDatasetOnOff(MapDataset):
+class MapDatasetOnOff(OnOffFitMixin, MapDataset):
     """Binned 3-D dataset with OFF counts measured for every pixel (WStat / Li & Ma).
 
     Build one with `from_map_dataset` (e.g. from a
@@ -255,24 +256,6 @@ class MapDatasetOnOff(MapDataset):
             dask="parallelized", output_dtypes=[float],
         )
         return _map_attrs(sqrt_ts.transpose(*self.counts.dims), self.counts, "sqrt_ts")
-
-    def stat_array(self, mu_sig) -> np.ndarray:
-        """WStat per bin for predicted signal counts ``mu_sig``.
-
-        Parameters
-        ----------
-        mu_sig : array-like or `xarray.DataArray`
-            Predicted signal counts per bin, broadcast to (energy, y, x).
-
-        Returns
-        -------
-        `numpy.ndarray`
-            `xgamma.stats.wstat` with Gammapy's goodness-of-fit terms,
-            shape of the counts (no mask applied).
-        """
-        if isinstance(mu_sig, xr.DataArray):
-            mu_sig = mu_sig.broadcast_like(self.counts).transpose(*self.counts.dims).values
-        return wstat(self.counts.values, self.counts_off.values, self.alpha.values, np.asarray(mu_sig, dtype=float))
 
     def info_dict(self, in_safe_data_range=True) -> dict:
         """Summary numbers summed over the safe bins, defined as in Gammapy.

@@ -36,8 +36,10 @@ import xarray as xr
 
 from ..axes import MapAxis
 from ..geom import RegionGeom
-from ..stats import li_ma_significance, wstat
+from ..stats import li_ma_significance
 from .core import Dataset
+from .evaluator import FitArrays
+from .fitting import FitMixin, OnOffFitMixin
 from .stacking import stack_datasets
 
 __all__ = ["SpectrumDataset", "SpectrumDatasetOnOff"]
@@ -55,7 +57,7 @@ def _masked(da: xr.DataArray, mask: xr.DataArray) -> xr.DataArray:
     return out
 
 
-class SpectrumDataset(Dataset):
+class SpectrumDataset(FitMixin, Dataset):
     """Counts, exposure, energy dispersion and background in one ON region.
 
     Build an empty one with `create` and fill it with
@@ -166,16 +168,18 @@ class SpectrumDataset(Dataset):
         """Safe-data-range mask (bool, dim energy)."""
         return self._data["mask_safe"]
 
-    @property
-    def mask_fit(self) -> xr.DataArray | None:
-        """Fit-range mask (bool), or None."""
-        return self._get("mask_fit")
-
-    @property
-    def mask(self) -> xr.DataArray:
-        """``mask_safe & mask_fit`` (``mask_safe`` alone without a fit mask)."""
-        mask = self.mask_safe
-        return mask & self.mask_fit if self.mask_fit is not None else mask
+    def _make_fit_arrays(self) -> FitArrays:
+        edisp = self.edisp
+        background = self._data.get("background")
+        return FitArrays(
+            counts=self.counts.values.astype(float),
+            mask=self.mask.values.astype(bool),
+            exposure=self.exposure.values.astype(float),
+            background=None if background is None else background.values.astype(float),
+            energy_edges=self.energy_axis.edges.to_value("TeV"),
+            energy_true_edges=self.energy_axis_true.edges.to_value("TeV"),
+            edisp=None if edisp is None else edisp.transpose("energy_true", "energy").values.astype(float),
+        )
 
     @property
     def excess(self) -> xr.DataArray:
@@ -301,7 +305,7 @@ class SpectrumDataset(Dataset):
         return "\n".join(lines)
 
 
-class SpectrumDatasetOnOff(SpectrumDataset):
+class SpectrumDatasetOnOff(OnOffFitMixin, SpectrumDataset):
     """ON counts plus OFF counts with their acceptances (WStat dataset).
 
     ``alpha = acceptance / acceptance_off`` per bin, the background in the
@@ -408,21 +412,6 @@ class SpectrumDatasetOnOff(SpectrumDataset):
         """ON-region background ``alpha * counts_off`` per bin."""
         background = self.alpha * self.counts_off
         return _region_attrs(background.rename("background"), "").assign_attrs(region=self.counts.attrs.get("region", ""))
-
-    def stat_array(self, mu_sig) -> np.ndarray:
-        """WStat per bin for predicted signal counts ``mu_sig`` (dim energy).
-
-        Parameters
-        ----------
-        mu_sig : array-like
-            Predicted signal counts in the ON region per reco bin.
-
-        Returns
-        -------
-        `numpy.ndarray`
-            `xgamma.stats.wstat` with Gammapy's goodness-of-fit terms.
-        """
-        return wstat(self.counts.values, self.counts_off.values, self.alpha.values, np.asarray(mu_sig, dtype=float))
 
     def info_dict(self, in_safe_data_range=True) -> dict:
         """Summary numbers over the safe bins, defined as in Gammapy.

@@ -1,0 +1,261 @@
+"""Forward folding: predicted counts of one source in one dataset.
+
+``npred(E, p) = Edisp[ PSF * ( exposure(E_t, p) x flux(E_t) x fraction(p) ) ]``
+
+- `MapEvaluator` does this for a `SkyModel` on a `MapDataset`, on a cutout
+  around the source (wide enough for the model and the PSF kernel).
+- `SpectrumEvaluator` does it for a 1-D dataset: ``exposure x flux`` folded
+  with the energy-dispersion matrix.
+
+Everything works on NumPy arrays pulled out of the dataset once
+(`FitArrays`). The parts that depend only on some parameters are cached:
+
+1. *frame* (cutout slices, PSF kernel, energy-dispersion matrix at the
+   source position): rebuilt only when the source moves by more than half an
+   IRF pixel, so a position fit sees a smooth likelihood;
+2. *spatial response* ``PSF * (exposure x fraction)`` per true-energy bin:
+   rebuilt when a spatial parameter changes;
+3. *npred*: ``edisp^T (flux x response)``, rebuilt when a spectral parameter
+   changes. A fit of spectral parameters only therefore costs one small
+   matrix product per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from ..geom import WcsGeom
+
+__all__ = ["FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_migra", "psf_kernel"]
+
+#: Fraction of the PSF the convolution kernel contains (its radius is where the
+#: containment reaches this value at the widest true energy).
+PSF_KERNEL_CONTAINMENT = 0.999
+#: Sub-pixel sampling of the PSF kernel (per axis).
+PSF_KERNEL_OVERSAMPLING = 3
+
+
+@dataclass
+class FitArrays:
+    """The arrays of a dataset a likelihood needs, as plain NumPy (see `MapDataset.fit_arrays`)."""
+
+    counts: np.ndarray  # (energy[, y, x])
+    mask: np.ndarray  # bool, same shape
+    exposure: np.ndarray  # (energy_true[, y, x]) cm2 s
+    background: np.ndarray | None  # (energy[, y, x])
+    energy_edges: np.ndarray  # TeV
+    energy_true_edges: np.ndarray  # TeV
+    edisp: np.ndarray | None  # (energy_true, energy[, y_irf, x_irf])
+    psf: np.ndarray | None = None  # (energy_true, rad, y_irf, x_irf) sr-1
+    rad_edges: np.ndarray | None = None  # deg
+    geom: WcsGeom | None = None  # analysis image grid
+    geom_irf: WcsGeom | None = None  # IRF image grid
+    migra_edges: np.ndarray | None = None  # set when edisp is per migra bin
+    counts_off: np.ndarray | None = None  # On/Off datasets
+    alpha: np.ndarray | None = None  # On/Off datasets
+
+    @property
+    def energy_center(self) -> np.ndarray:
+        return np.sqrt(self.energy_edges[:-1] * self.energy_edges[1:])
+
+
+def edisp_kernel_from_migra(edisp_migra, migra_edges, energy_true_center, energy_edges) -> np.ndarray:
+    """Reco-energy kernel (energy_true, energy) from probabilities per migra bin.
+
+    The probability is spread uniformly inside each migra bin; the cumulative
+    distribution is read at ``energy_edges / energy_true``.
+
+    Parameters
+    ----------
+    edisp_migra : `numpy.ndarray`
+        (energy_true, migra) probabilities per migra bin.
+    migra_edges, energy_true_center, energy_edges : `numpy.ndarray`
+        Bin edges (migra, TeV) and true-energy bin centres (TeV).
+    """
+    cdf = np.concatenate([np.zeros((len(edisp_migra), 1)), np.cumsum(edisp_migra, axis=1)], axis=1)
+    migra_at_edges = energy_edges[None, :] / energy_true_center[:, None]
+    at_edges = np.stack([np.interp(m, migra_edges, c) for m, c in zip(migra_at_edges, cdf)])
+    return np.diff(at_edges, axis=1)
+
+
+def psf_kernel(psf_values, rad_edges, binsz_deg, max_radius_deg=None) -> np.ndarray:
+    """PSF convolution kernel on a square pixel grid, normalised to 1 per true energy.
+
+    Parameters
+    ----------
+    psf_values : `numpy.ndarray`
+        (energy_true, rad) PSF density in sr-1 at the rad bin centres.
+    rad_edges : `numpy.ndarray`
+        Edges of the rad axis, deg.
+    binsz_deg : float
+        Pixel size of the grid, deg.
+    max_radius_deg : float, optional
+        Kernel radius; default: where `PSF_KERNEL_CONTAINMENT` is reached at
+        the widest energy (at most the last rad edge).
+
+    Returns
+    -------
+    `numpy.ndarray`
+        (energy_true, n, n) with odd ``n``; each plane sums to 1 (planes with
+        no PSF are a delta function).
+    """
+    rad_center = 0.5 * (rad_edges[:-1] + rad_edges[1:])
+    if max_radius_deg is None:
+        max_radius_deg = _containment_radius(psf_values, rad_edges, PSF_KERNEL_CONTAINMENT)
+    half = max(int(np.ceil(max_radius_deg / binsz_deg)), 1)
+    sub = (np.arange(PSF_KERNEL_OVERSAMPLING) + 0.5) / PSF_KERNEL_OVERSAMPLING - 0.5
+    offsets = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel() * binsz_deg
+    r = np.hypot(offsets[:, None], offsets[None, :])
+    n = 2 * half + 1
+    kernel = np.empty((len(psf_values), n, n))
+    for i, values in enumerate(psf_values):  # a few tens of true-energy bins
+        fine = np.interp(r, rad_center, values, right=0.0)
+        fine[r > max_radius_deg] = 0.0
+        kernel[i] = fine.reshape(n, PSF_KERNEL_OVERSAMPLING, n, PSF_KERNEL_OVERSAMPLING).mean(axis=(1, 3))
+    total = kernel.sum(axis=(1, 2), keepdims=True)
+    empty = total[:, 0, 0] <= 0
+    kernel[empty] = 0.0
+    kernel[empty, half, half] = 1.0
+    total[empty] = 1.0
+    return kernel / total
+
+
+def _containment_radius(psf_values, rad_edges, fraction) -> float:
+    """Largest radius (deg) over true energies at which ``fraction`` of the PSF is contained."""
+    ring_area = np.pi * (np.radians(rad_edges[1:]) ** 2 - np.radians(rad_edges[:-1]) ** 2)
+    cumulative = np.cumsum(psf_values * ring_area, axis=1)
+    total = cumulative[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reached = cumulative >= fraction * total
+    index = np.where(total[:, 0] > 0, reached.argmax(axis=1), 0)
+    return float(rad_edges[1:][index].max())
+
+
+class SpectrumEvaluator:
+    """Predicted counts of one `SkyModel` in a 1-D dataset (energy)."""
+
+    def __init__(self, model, arrays: FitArrays):
+        self.model = model
+        self.arrays = arrays
+        self._key = None
+        self._npred = None
+
+    def compute_npred(self) -> np.ndarray:
+        """Predicted counts per reco-energy bin (cached on the spectral parameter values)."""
+        spectral = self.model.spectral_model
+        key = tuple(spectral.parameters.values)
+        if key != self._key:
+            a = self.arrays
+            flux = spectral.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
+            npred_true = flux * a.exposure
+            self._npred = npred_true @ a.edisp if a.edisp is not None else npred_true
+            self._key = key
+        return self._npred
+
+
+class MapEvaluator:
+    """Predicted counts of one `SkyModel` (with a spatial model) on a `MapDataset`.
+
+    `compute_npred` returns ``(slices, npred)``: the cutout's pixel slices in
+    the dataset and the predicted counts (energy, y, x) inside it.
+    """
+
+    def __init__(self, model, arrays: FitArrays):
+        if model.spatial_model is None:
+            raise ValueError(f"model {model.name!r} has no spatial model; a MapDataset needs one")
+        self.model = model
+        self.arrays = arrays
+        self._frame_position = None
+        self._spatial_key = self._spectral_key = None
+
+    # --- 1. frame: cutout, PSF kernel and edisp at the source -----------------------------
+    def _needs_new_frame(self, lon, lat) -> bool:
+        if self._frame_position is None:
+            return True
+        moved = np.hypot((lon - self._frame_position[0]) * np.cos(np.radians(lat)), lat - self._frame_position[1])
+        irf_pix = self.arrays.geom_irf.binsz[0] if self.arrays.geom_irf is not None else self.arrays.geom.binsz[0]
+        return moved > 0.5 * irf_pix
+
+    def _build_frame(self, lon, lat):
+        a, geom = self.arrays, self.arrays.geom
+        binsz = float(np.mean(geom.binsz))
+        if a.psf is not None:
+            iy, ix = self._irf_pixel(lon, lat)
+            self._kernel = psf_kernel(a.psf[:, :, iy, ix], a.rad_edges, binsz)
+        else:
+            self._kernel = None
+        self._edisp = self._edisp_at(lon, lat)
+        kernel_radius = 0.0 if self._kernel is None else (self._kernel.shape[-1] // 2) * binsz
+        width = 2 * (self.model.evaluation_radius + kernel_radius) + 4 * binsz
+        self._slices = geom.cutout_slices((lon, lat), width)
+        self._cutout_geom = geom.slice_by_idx(self._slices)
+        sl = (slice(None), self._slices["y"], self._slices["x"])
+        self._exposure = a.exposure[sl]
+        self._frame_position = (lon, lat)
+        self._spatial_key = self._spectral_key = None
+
+    def _irf_pixel(self, lon, lat) -> tuple[int, int]:
+        geom_irf = self.arrays.geom_irf
+        x, y = geom_irf.coord_to_pix((lon, lat))
+        ny, nx = geom_irf.npix[1], geom_irf.npix[0]
+        return int(np.clip(np.rint(y), 0, ny - 1)), int(np.clip(np.rint(x), 0, nx - 1))
+
+    def _edisp_at(self, lon, lat) -> np.ndarray | None:
+        a = self.arrays
+        if a.edisp is None:
+            return None
+        matrix = a.edisp
+        if matrix.ndim == 4:
+            iy, ix = self._irf_pixel(lon, lat)
+            matrix = matrix[:, :, iy, ix]
+        if a.migra_edges is not None:
+            e_true = np.sqrt(a.energy_true_edges[:-1] * a.energy_true_edges[1:])
+            matrix = edisp_kernel_from_migra(matrix, a.migra_edges, e_true, a.energy_edges)
+        return matrix
+
+    # --- 2. spatial response ----------------------------------------------------------------
+    def _spatial_response(self) -> np.ndarray:
+        fraction = np.asarray(self.model.spatial_model.integrate_geom(self._cutout_geom))
+        response = self._exposure * fraction  # (energy_true, y, x)
+        if self._kernel is not None:
+            response = fftconvolve(response, self._kernel, mode="same", axes=(1, 2))
+        return response
+
+    # --- 3. npred ---------------------------------------------------------------------------
+    def compute_npred(self):
+        """``(slices, npred)``: the cutout's ``{"y": slice, "x": slice}`` and counts (energy, y, x)."""
+        spatial = self.model.spatial_model
+        lon, lat = (float(v) for v in (spatial.lon_0.value, spatial.lat_0.value))
+        lon, lat = self._in_geom_frame(lon, lat)
+        if self._needs_new_frame(lon, lat):
+            self._build_frame(lon, lat)
+        spatial_key = tuple(spatial.parameters.values)
+        if spatial_key != self._spatial_key:
+            self._response = self._spatial_response()
+            self._spatial_key, self._spectral_key = spatial_key, None
+        spectral_key = tuple(self.model.spectral_model.parameters.values)
+        if spectral_key != self._spectral_key:
+            self._npred = self._fold(self._response)
+            self._spectral_key = spectral_key
+        return self._slices, self._npred
+
+    def _fold(self, response) -> np.ndarray:
+        a = self.arrays
+        flux = self.model.spectral_model.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
+        weighted = response * np.asarray(flux)[:, None, None]
+        if self._edisp is None:
+            return weighted
+        n_true, ny, nx = weighted.shape
+        return (self._edisp.T @ weighted.reshape(n_true, ny * nx)).reshape(-1, ny, nx)
+
+    def _in_geom_frame(self, lon, lat):
+        frame = getattr(self.model.spatial_model, "frame", self.arrays.geom.frame)
+        if frame == self.arrays.geom.frame:
+            return lon, lat
+        from astropy.coordinates import SkyCoord
+
+        c = SkyCoord(lon, lat, unit="deg", frame=frame).transform_to(self.arrays.geom.frame)
+        return float(c.spherical.lon.deg), float(c.spherical.lat.deg)

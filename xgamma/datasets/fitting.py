@@ -1,0 +1,248 @@
+"""What makes a dataset fittable: models, predicted counts, the likelihood, fake data.
+
+`FitMixin` is shared by `MapDataset`, `MapDatasetOnOff`, `SpectrumDataset` and
+`SpectrumDatasetOnOff`. A subclass supplies `FitMixin._make_fit_arrays` (its
+arrays as plain NumPy, built once) and `FitMixin._stat_array` (Cash or WStat).
+
+Models are attached with ``dataset.models = models`` (a `Models`, a list or
+one model); the dataset keeps those that apply to it (``datasets_names``
+None or containing its name; its own `FoVBackgroundModel`). The models'
+parameters are never copied into the dataset: the likelihood reads their
+current values, so a copy of the dataset and the models on a Dask worker
+gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..stats import cash, wstat, wstat_profile_background
+from .evaluator import MapEvaluator, SpectrumEvaluator
+
+__all__ = ["FitMixin", "OnOffFitMixin"]
+
+
+class FitMixin:
+    """Models, npred, statistic and `fake` for dataset classes (see the module docstring)."""
+
+    stat_type = "cash"
+
+    # --- models -------------------------------------------------------------------
+    @property
+    def models(self):
+        """The models that apply to this dataset (`~xgamma.modeling.Models`), or None."""
+        return getattr(self, "_models", None)
+
+    @models.setter
+    def models(self, models):
+        from ..modeling import Models
+
+        self._evaluators = {}
+        if models is None:
+            self._models = None
+            return
+        selected = Models(models).select(datasets_names=[self.name])
+        for model in selected:
+            if model.temporal_model is not None:
+                raise ValueError(
+                    f"model {model.name!r} has a temporal model; dataset {self.name!r} carries no GTI to "
+                    "integrate it over (fit time-dependent models per time bin, e.g. with a light-curve estimator)"
+                )
+        self._models = selected
+
+    def _sources(self):
+        return [] if self.models is None else [m for m in self.models if "SkyModel" in m.tag]
+
+    def _background_model(self):
+        if self.models is None:
+            return None
+        found = [m for m in self.models if "FoVBackgroundModel" in m.tag]
+        return found[0] if found else None
+
+    # --- masks and arrays ------------------------------------------------------------
+    @property
+    def mask_fit(self) -> xr.DataArray | None:
+        """Fit-range mask (bool, shape of counts), or None."""
+        return self._data.get("mask_fit")
+
+    @mask_fit.setter
+    def mask_fit(self, mask):
+        if mask is None:
+            self._data = self._data.drop_vars("mask_fit", errors="ignore")
+        else:
+            template = self.mask_safe
+            if isinstance(mask, xr.DataArray):
+                mask = mask.broadcast_like(template).transpose(*template.dims)
+            values = np.broadcast_to(np.asarray(mask, dtype=bool), template.shape)
+            self._data["mask_fit"] = template.copy(data=values.copy())
+        self._fit_arrays = None
+
+    @property
+    def mask(self) -> xr.DataArray:
+        """``mask_safe & mask_fit`` (``mask_safe`` alone without a fit mask)."""
+        mask = self.mask_safe
+        return mask & self.mask_fit if self.mask_fit is not None else mask
+
+    def __getstate__(self):
+        # caches are rebuilt where the dataset is unpickled
+        state = dict(self.__dict__)
+        state.pop("_fit_arrays", None)
+        state.pop("_evaluators", None)
+        return state
+
+    def fit_arrays(self):
+        """The dataset as plain NumPy arrays (`~xgamma.datasets.evaluator.FitArrays`), built once."""
+        arrays = getattr(self, "_fit_arrays", None)
+        if arrays is None:
+            arrays = self._fit_arrays = self._make_fit_arrays()
+        return arrays
+
+    def _evaluator(self, model):
+        evaluators = self.__dict__.setdefault("_evaluators", {})
+        evaluator = evaluators.get(model.name)
+        if evaluator is None or evaluator.model is not model:
+            arrays = self.fit_arrays()
+            kind = MapEvaluator if arrays.geom is not None else SpectrumEvaluator
+            evaluator = evaluators[model.name] = kind(model, arrays)
+        return evaluator
+
+    # --- predicted counts ------------------------------------------------------------
+    def npred_signal_values(self, model_name=None) -> np.ndarray:
+        """Predicted source counts (NumPy, shape of counts); one model's with ``model_name``."""
+        arrays = self.fit_arrays()
+        total = np.zeros(arrays.counts.shape)
+        for model in self._sources():
+            if model_name is not None and model.name != model_name:
+                continue
+            result = self._evaluator(model).compute_npred()
+            if isinstance(result, tuple):  # map evaluators give their cutout
+                slices, npred = result
+                total[:, slices["y"], slices["x"]] += npred
+            else:
+                total += result
+        return total
+
+    def npred_background_values(self) -> np.ndarray:
+        """Predicted background counts (NumPy): IRF background x FoV background model."""
+        arrays = self.fit_arrays()
+        if arrays.background is None:
+            return np.zeros(arrays.counts.shape)
+        bkg_model = self._background_model()
+        if bkg_model is None:
+            return arrays.background
+        norm = np.asarray(bkg_model.spectral_model.evaluate(arrays.energy_center, **bkg_model.spectral_model.parameter_values))
+        return arrays.background * norm.reshape((-1,) + (1,) * (arrays.background.ndim - 1))
+
+    def npred_values(self) -> np.ndarray:
+        return self.npred_signal_values() + self.npred_background_values()
+
+    def npred(self) -> xr.DataArray:
+        """Predicted counts (signal + background), labelled like ``counts``."""
+        return self._like_counts(self.npred_values(), "npred")
+
+    def npred_signal(self, model_name=None) -> xr.DataArray:
+        """Predicted source counts, labelled like ``counts``."""
+        return self._like_counts(self.npred_signal_values(model_name), "npred_signal")
+
+    def residuals(self, method="diff") -> xr.DataArray:
+        """``counts - npred`` (``"diff"``), ``/ npred`` (``"diff/model"``) or ``/ sqrt(npred)`` (``"diff/sqrt(model)"``)."""
+        npred = self.npred_values()
+        diff = self.fit_arrays().counts - npred
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = {"diff": diff, "diff/model": diff / npred, "diff/sqrt(model)": diff / np.sqrt(npred)}
+        if method not in scaled:
+            raise ValueError(f"method must be one of {list(scaled)}, got {method!r}")
+        return self._like_counts(scaled[method], "residuals")
+
+    def _like_counts(self, values, name) -> xr.DataArray:
+        template = self.counts
+        out = template.copy(data=np.asarray(values, dtype=float))
+        out.name = name
+        return out
+
+    # --- likelihood -----------------------------------------------------------------
+    def stat_array(self) -> np.ndarray:
+        """Statistic per bin (no mask applied)."""
+        return self._stat_array(self.npred_signal_values())
+
+    def _stat_array(self, npred_signal) -> np.ndarray:
+        arrays = self.fit_arrays()
+        return cash(arrays.counts, npred_signal + self.npred_background_values())
+
+    def stat_sum(self) -> float:
+        """Sum of the statistic (-2 ln L, errordef 1) over ``mask_safe & mask_fit``."""
+        mask = self.fit_arrays().mask
+        return float(self.stat_array()[mask].sum())
+
+    # --- simulation -------------------------------------------------------------------
+    def fake(self, random_state=None, name=None):
+        """A copy whose counts are a Poisson draw of npred.
+
+        Parameters
+        ----------
+        random_state : int or `numpy.random.Generator`, optional
+            Seed or generator.
+        name : str, optional
+            Name of the copy (default: the same name).
+
+        Returns
+        -------
+        Dataset
+            Same class, models attached, counts replaced.
+        """
+        rng = np.random.default_rng(random_state)
+        out = self.copy(name=name)
+        out._data["counts"] = self.counts.copy(data=rng.poisson(self.npred_values()).astype(float))
+        out.models = self.models
+        return out
+
+
+class OnOffFitMixin(FitMixin):
+    """WStat datasets (ON and OFF counts): the background is profiled, not modelled."""
+
+    stat_type = "wstat"
+
+    def _make_fit_arrays(self):
+        arrays = super()._make_fit_arrays()
+        arrays.background = None  # alpha * counts_off is a measurement, profiled by WStat
+        arrays.counts_off = self.counts_off.transpose(*self.counts.dims).values.astype(float)
+        arrays.alpha = self.alpha.transpose(*self.counts.dims).values.astype(float)
+        return arrays
+
+    def _stat_array(self, npred_signal) -> np.ndarray:
+        arrays = self.fit_arrays()
+        return wstat(arrays.counts, arrays.counts_off, arrays.alpha, npred_signal)
+
+    def npred_background_values(self) -> np.ndarray:
+        """The profiled (most likely) ON background for the current signal prediction."""
+        arrays = self.fit_arrays()
+        mu_off = wstat_profile_background(arrays.counts, arrays.counts_off, arrays.alpha, self.npred_signal_values())
+        return np.nan_to_num(arrays.alpha * mu_off)
+
+    def fake(self, npred_background, random_state=None, name=None):
+        """A copy with ON and OFF counts drawn from Poisson distributions.
+
+        Parameters
+        ----------
+        npred_background : array-like or `xarray.DataArray`
+            Expected background counts in the ON region (shape of counts);
+            OFF counts are drawn with mean ``npred_background / alpha``.
+        random_state : int or `numpy.random.Generator`, optional
+        name : str, optional
+
+        Returns
+        -------
+        Dataset
+            ``counts ~ Poisson(npred_signal + npred_background)``.
+        """
+        rng = np.random.default_rng(random_state)
+        background = np.asarray(npred_background, dtype=float)
+        alpha = self.fit_arrays().alpha
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_off = np.where(alpha > 0, background / alpha, 0.0)
+        out = self.copy(name=name)
+        out._data["counts"] = self.counts.copy(data=rng.poisson(self.npred_signal_values() + background).astype(float))
+        out._data["counts_off"] = self.counts_off.copy(data=rng.poisson(mean_off).astype(float))
+        out.models = self.models
+        return out
