@@ -33,10 +33,11 @@ energy axis     RMF ``EBOUNDS`` ``E_MIN``/``E_MAX``
 energy_true     ARF ``ENERG_LO``/``ENERG_HI`` (must match the RMF's)
 ==============  ==========================================================
 
-Energies are converted from their ``TUNIT`` (keV when absent, as the OGIP
-memos prescribe) to TeV. OGIP files carry no sky region: the ``region``
-attrs are ``""`` unless the PHA header has the ``ONREGION`` keyword that
-`write_ogip` adds (DS9 text, lines joined by ``;``).
+``GROUPING`` and ``SYS_ERR`` columns are not used: channels are taken as
+they are, with Poisson errors. Energies are converted from their ``TUNIT``
+(keV when absent, as the OGIP memos prescribe) to TeV. OGIP files carry no
+sky region: the ``region`` attrs are ``""`` unless the PHA header has the
+``ONREGION`` keyword that `write_ogip` adds (DS9 text, lines joined by ``;``).
 """
 
 from __future__ import annotations
@@ -200,11 +201,11 @@ def read_ogip(pha_path, name=None) -> SpectrumDatasetOnOff:
     if np.any((areascal != 0) & (areascal != 1)):
         raise ValueError(f"{pha_path}[SPECTRUM]: AREASCAL other than 0 or 1 is not supported (values {np.unique(areascal)})")
     livetime = float(pha.header.get("EXPOSURE", np.nan))
-    livetime_off = float(bkg.header.get("EXPOSURE", livetime))
-    if not np.isfinite(livetime):
-        raise DL3FileError(f"{pha_path}[SPECTRUM]: no EXPOSURE keyword (the livetime, s)")
+    if not livetime > 0:
+        raise DL3FileError(f"{pha_path}[SPECTRUM]: EXPOSURE keyword (the livetime, s) missing or not positive")
+    exposure_ratio = float(bkg.header.get("EXPOSURE", livetime)) / livetime
     # OGIP scales the background by the ratio of BACKSCAL x AREASCAL x EXPOSURE
-    acceptance_off = _per_channel(bkg, "BACKSCAL", n, 1.0) * _per_channel(bkg, "AREASCAL", n, 1.0) * livetime_off / livetime
+    acceptance_off = _per_channel(bkg, "BACKSCAL", n, 1.0) * _per_channel(bkg, "AREASCAL", n, 1.0) * exposure_ratio
     mask_safe = (_per_channel(pha, "QUALITY", n, 0) == 0) & (areascal > 0)
 
     region = _region_text(pha.header)
