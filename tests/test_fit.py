@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy.optimize import brentq
+from scipy.special import xlogy
 
 from xgamma.fit import Fit
 from xgamma.modeling.core import Model
@@ -75,7 +76,7 @@ def chi2_target(model, x, y, sigma):
 
 def cash(counts, npred):
     """Cash statistic -2 ln L (up to a constant)."""
-    return float(2 * np.sum(npred - counts * np.log(npred)))
+    return float(2 * np.sum(npred - xlogy(counts, npred)))
 
 
 def poisson_target(model, counts, template):
@@ -243,6 +244,22 @@ def test_confidence_matches_exact_poisson_interval(backend, sigma):
     assert interval["errp"] > interval["errn"]  # a Poisson interval is skewed upwards
     assert_allclose([interval["errp"], interval["errn"]], [errp, errn], rtol=1e-3)
     assert model.norm.value == best  # restored to the best fit
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_confidence_at_a_bound_is_flagged(backend):
+    # no counts: the best norm is its lower bound 0, where no lower crossing exists
+    model = Scaled()
+    target = poisson_target(model, np.array([0.0]), np.array([2.0]))
+    fit = Fit(backend=backend)
+    fit.optimize(target)
+    interval = fit.confidence(target, "norm")
+
+    assert model.norm.value == pytest.approx(0, abs=1e-6)
+    assert not interval["success"]
+    assert "limit" in interval["message"] or "bound" in interval["message"]
+    if backend == "scipy":
+        assert interval["errp"] == pytest.approx(0.25)  # 2 * norm * t rises by 1 at norm = 1 / (2 t)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -180,11 +180,13 @@ class ScipyBackend:
             full[varied] = sub
             return function(full) - offset
 
+        varied_bounds = [bound for bound, keep in zip(bounds, varied) if keep]
         result = scipy.optimize.minimize(
             restricted,
             x[varied],
             method=method,
-            bounds=[bound for bound, keep in zip(bounds, varied) if keep],
+            # unbounded problems pass None, so methods without bounds (BFGS ...) stay quiet
+            bounds=varied_bounds if any(bound != (None, None) for bound in varied_bounds) else None,
             tol=options.get("tol"),
             options=options.get("options"),
         )
