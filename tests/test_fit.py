@@ -453,9 +453,9 @@ def test_all_frozen_is_an_error(line_data):
 def test_non_finite_start_names_the_values():
     model = Scaled(norm=-1.0)
     model.norm.min = np.nan  # no bound: the starting value gives log of a negative prediction
-    with np.errstate(invalid="ignore"):
-        with pytest.raises(ValueError, match=r"statistic is nan at the starting values \(norm=-1\)"):
-            Fit().optimize(poisson_target(model, np.array([3, 4]), np.array([1.0, 1.0])))
+    starting_values = r"statistic is nan at the starting values \(norm=-1\)"
+    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match=starting_values):
+        Fit().optimize(poisson_target(model, np.array([3, 4]), np.array([1.0, 1.0])))
 
 
 def test_profile_without_error_asks_for_covariance(line_data):

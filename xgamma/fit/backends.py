@@ -59,7 +59,7 @@ class MinuitBackend:
     """
 
     name = "minuit"
-    _options = {"strategy", "tol", "print_level", "ncall"}
+    _options = frozenset({"strategy", "tol", "print_level", "ncall"})
 
     def _minuit(self, function, factors, bounds, fixed=None, options=None):
         from iminuit import Minuit
@@ -161,7 +161,7 @@ class ScipyBackend:
     """
 
     name = "scipy"
-    _options = {"method", "tol", "options", "step"}
+    _options = frozenset({"method", "tol", "options", "step"})
 
     def optimize(self, function, factors, bounds, fixed=None, **options) -> BackendFit:
         _check_options(options, self._options, "scipy")
