@@ -436,8 +436,11 @@ def _shell_brightness(theta, r_in, r_out):
 
 
 def _shell_sampling_scale(r_in, r_out):
-    """Sub-pixel scale (deg) resolving a shell's rim; at least 1/75 of its outer radius."""
-    return float(np.clip(r_out - r_in, r_out / 75, r_out))
+    """Sub-pixel scale (deg) resolving a shell's rim; at least 1/75 of its outer radius.
+
+    The rim has square-root cusps (infinite slope), so a quarter of the width is resolved.
+    """
+    return float(np.clip((r_out - r_in) / 4, r_out / 75, r_out))
 
 
 class ShellSpatialModel(_CentredModel):
@@ -549,7 +552,7 @@ class TemplateSpatialModel(SpatialModel):
         if isinstance(map, (str, Path)):
             filename = str(map) if filename is None else filename
             map = _read_map(map)
-        self.geom = WcsGeom.from_dataarray(map)
+        self.geom = WcsGeom.from_dataarray(map).to_image()
         if self.geom.frame not in FRAMES:
             raise ValueError(f"TemplateSpatialModel: map frame {self.geom.frame!r} is not one of {FRAMES}")
         extra = [d for d in map.dims if d not in ("energy_true", "y", "x")]
@@ -676,7 +679,8 @@ class TemplateSpatialModel(SpatialModel):
         box = footprint_box(geom, lon_c, lat_c, self.evaluation_radius, self.frame)
         if box is None:
             return np.zeros(tuple(leading_shape) + geom.npix[::-1])
-        oversampling = int(np.ceil(max(geom.binsz) * SAMPLES_PER_SCALE / self.sampling_scale))
+        # the interpolated map is piecewise bilinear: two samples per map pixel resolve it
+        oversampling = int(np.ceil(max(geom.binsz) * 2 / self.sampling_scale))
 
         def brightness(lon, lat):
             return self.evaluate(*lonlat_in_frame(lon, lat, geom.frame, self.frame), energy)

@@ -6,7 +6,8 @@ directly only to integrate a brightness function of your own.
 - `footprint_box`: the pixel-coordinate box that holds a circle on the sky,
   so that a compact model is sampled only where it is not zero.
 - `integrate_over_pixels`: midpoint rule on a regular sub-pixel grid (each
-  pixel split into ``n x n`` sub-pixels), restricted to a box; samples are
+  pixel split into ``n x n`` sub-pixels with their exact solid angles),
+  restricted to a box; samples are
   summed back into their parent pixels with `numpy.bincount`, in blocks of
   bounded size, never with a Python loop over pixels.
 - `point_fractions`: bilinear weights of the four pixels around a sky
@@ -132,24 +133,28 @@ def integrate_over_pixels(geom, brightness, box, oversampling: int, leading_shap
     -------
     `numpy.ndarray`
         Shape ``leading_shape + (ny, nx)``: the integral over each pixel
-        (dimensionless for a brightness in sr-1). Each sub-pixel's solid angle
-        is its pixel's divided by ``oversampling**2``.
+        (dimensionless for a brightness in sr-1). Sub-pixels are the pixels of
+        ``geom.upsample(oversampling)``, each with its exact solid angle.
     """
     nx, ny = geom.npix
     n = int(oversampling)
     n_lead = int(np.prod(leading_shape))
-    sub_omega = np.nan_to_num(geom.solid_angle().values) / n**2
+    fine = geom.to_image().upsample(n)
     jx = _subpixel_range(box[0], box[1], nx, n)
     jy = _subpixel_range(box[2], box[3], ny, n)
     total = np.zeros(n_lead * nx * ny)
-    rows_per_block = max(1, _BLOCK_SAMPLES // max(jx.size, 1))
+    if jx.size == 0 or jy.size == 0:
+        return total.reshape(tuple(leading_shape) + (ny, nx))
+    rows_per_block = max(1, _BLOCK_SAMPLES // jx.size)
     offsets = (np.arange(n_lead) * nx * ny)[:, None]
     for start in range(0, jy.size, rows_per_block):
-        sy, sx = (a.ravel() for a in np.meshgrid(jy[start:start + rows_per_block], jx, indexing="ij"))
-        parent_x, parent_y = sx // n, sy // n
-        lon, lat = geom.pix_to_coord((sx + 0.5) / n - 0.5, (sy + 0.5) / n - 0.5)
-        values = np.reshape(brightness(lon, lat), (n_lead, sx.size)) * sub_omega[parent_y, parent_x]
-        index = offsets + parent_y * nx + parent_x
+        rows = jy[start:start + rows_per_block]
+        block = fine.slice_by_idx({"y": slice(int(rows[0]), int(rows[-1]) + 1), "x": slice(int(jx[0]), int(jx[-1]) + 1)})
+        lon, lat = (c.ravel() for c in block.get_coord())
+        omega = np.nan_to_num(block.solid_angle().values).ravel()
+        sy, sx = (a.ravel() for a in np.meshgrid(rows, jx, indexing="ij"))
+        values = np.reshape(brightness(lon, lat), (n_lead, sx.size)) * omega
+        index = offsets + (sy // n) * nx + sx // n
         total += np.bincount(index.ravel(), weights=np.nan_to_num(values).ravel(), minlength=total.size)
     return total.reshape(tuple(leading_shape) + (ny, nx))
 
