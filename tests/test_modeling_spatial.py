@@ -8,7 +8,6 @@ from astropy.coordinates import SkyCoord
 
 from xgamma.axes import MapAxis
 from xgamma.geom import WcsGeom
-from xgamma.geom.wcs import angular_separation
 from xgamma.modeling.spatial import (
     ConstantSpatialModel,
     DiskSpatialModel,

@@ -44,7 +44,12 @@ from ..geom.wcs import angular_separation, lonlat_deg
 from ..units import to_value
 from .core import Model, ModelError
 from .parameter import Parameter
-from .spatial_sampling import footprint_box, integrate_over_pixels, lonlat_in_frame, point_fractions
+from .spatial_sampling import (
+    footprint_box,
+    integrate_over_pixels,
+    lonlat_in_frame,
+    point_fractions,
+)
 
 __all__ = [
     "ConstantSpatialModel",
@@ -515,7 +520,9 @@ class ConstantSpatialModel(SpatialModel):
 
 # ---- templates ---------------------------------------------------------------------
 def _read_map(filename):
-    from ..io.fits_map import read_map_fits  # the io layer imports geometry; keep this module light
+    from ..io.fits_map import (
+        read_map_fits,  # the io layer imports geometry; keep this module light
+    )
 
     return read_map_fits(filename)
 
