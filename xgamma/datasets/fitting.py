@@ -131,7 +131,7 @@ class FitMixin:
         bkg_model = self._background_model()
         if bkg_model is None:
             return arrays.background
-        norm = np.asarray(bkg_model.spectral_model.evaluate(arrays.energy_center, **bkg_model.spectral_model.parameter_values))
+        norm = np.asarray(bkg_model.spectral_model.dnde_values(arrays.energy_center))
         return arrays.background * norm.reshape((-1,) + (1,) * (arrays.background.ndim - 1))
 
     def npred_values(self) -> np.ndarray:

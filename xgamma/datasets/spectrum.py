@@ -20,6 +20,8 @@ edisp              (energy_true, energy)    ""       reco-energy kernel
 background         (energy,)                ""       SpectrumDataset only
 mask_safe          (energy,) bool           ""
 mask_fit           (energy,) bool           ""       optional
+exposure_irf       (energy_true,)           cm2 s    without containment: edisp
+                                                     stacking weight (optional)
 counts_off         (energy,)                ""       On/Off only
 acceptance         (energy,)                ""       On/Off only
 acceptance_off     (energy,)                ""       On/Off only

@@ -202,8 +202,7 @@ class SpectrumDatasetMaker:
     def make_exposure(self, dataset, observation, region, offsets, weights):
         """Exposure per true-energy bin in cm2 s (containment-corrected if asked)."""
         energy_true = dataset.energy_axis_true.center.to_value("TeV")
-        livetime = observation.livetime.to_value("s")
-        aeff = observation.aeff.evaluate(energy_true=energy_true[:, None], offset=offsets[None, :]).to_value("cm2")
+        aeff = self._aeff(dataset, observation, offsets)
         if self.containment_correction:
             if observation.is_point_like:
                 raise ValueError(
@@ -222,7 +221,17 @@ class SpectrumDatasetMaker:
             radius = region.radius.to_value("deg")
             containment = observation.psf.containment(radius, energy_true=energy_true[:, None], offset=offsets[None, :])
             aeff = aeff * np.asarray(containment, dtype=float)
-        return (aeff * weights[None, :]).sum(axis=1) * livetime
+        return (aeff * weights[None, :]).sum(axis=1) * observation.livetime.to_value("s")
+
+    def make_exposure_irf(self, dataset, observation, offsets, weights):
+        """Exposure without containment correction (cm2 s): the weight of the edisp when stacking."""
+        aeff = self._aeff(dataset, observation, offsets)
+        return (aeff * weights[None, :]).sum(axis=1) * observation.livetime.to_value("s")
+
+    @staticmethod
+    def _aeff(dataset, observation, offsets):
+        energy_true = dataset.energy_axis_true.center.to_value("TeV")
+        return observation.aeff.evaluate(energy_true=energy_true[:, None], offset=offsets[None, :]).to_value("cm2")
 
     def make_edisp(self, dataset, observation, offsets, weights):
         """Energy-dispersion kernel (energy_true, energy) at the ON offset(s)."""
@@ -287,6 +296,10 @@ class SpectrumDatasetMaker:
             data["exposure"].values[...] = self.make_exposure(dataset, observation, region, offsets, weights)
         if "edisp" in selection:
             data["edisp"].values[...] = self.make_edisp(dataset, observation, offsets, weights)
+            if self.containment_correction and "exposure" in selection:
+                # the edisp stacks weighted by the IRF exposure, not the containment-corrected one
+                exposure_irf = self.make_exposure_irf(dataset, observation, offsets, weights)
+                data["exposure_irf"] = data["exposure"].copy(data=exposure_irf)
         data["livetime"] = data["livetime"].copy(data=observation.livetime.to_value("s"))
         # every bin is usable until a SafeMaskMaker says otherwise (as MapDatasetMaker)
         data["mask_safe"] = data["mask_safe"].copy(data=np.ones(data["mask_safe"].shape, dtype=bool))
