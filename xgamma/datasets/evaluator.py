@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import fftconvolve
 
+from ..axes import MapAxis
 from ..geom import WcsGeom
 
 __all__ = ["FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_migra", "psf_kernel"]
@@ -36,6 +37,22 @@ __all__ = ["FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_
 PSF_KERNEL_CONTAINMENT = 0.999
 #: Sub-pixel sampling of the PSF kernel (per axis).
 PSF_KERNEL_OVERSAMPLING = 3
+#: Sources covering at most this many pixels (point sources: 4) are convolved by
+#: placing shifted kernels, much faster than an FFT of the whole cutout.
+MAX_PIXELS_DIRECT = 16
+
+
+def _place_kernels(response, fraction, kernel) -> np.ndarray:
+    """``fftconvolve(response, kernel, mode="same")`` for a response with few non-zero pixels."""
+    n_true, ny, nx = response.shape
+    half = kernel.shape[-1] // 2
+    out = np.zeros_like(response)
+    for iy, ix in zip(*np.nonzero(fraction)):  # at most MAX_PIXELS_DIRECT pixels
+        y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
+        x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
+        placed = kernel[:, y0 - iy + half:y1 - iy + half, x0 - ix + half:x1 - ix + half]
+        out[:, y0:y1, x0:x1] += response[:, iy, ix, None, None] * placed
+    return out
 
 
 @dataclass
@@ -53,6 +70,7 @@ class FitArrays:
     rad_edges: np.ndarray | None = None  # deg
     geom: WcsGeom | None = None  # analysis image grid
     geom_irf: WcsGeom | None = None  # IRF image grid
+    energy_axis_true: MapAxis | None = None  # for energy-dependent spatial templates
     migra_edges: np.ndarray | None = None  # set when edisp is per migra bin
     counts_off: np.ndarray | None = None  # On/Off datasets
     alpha: np.ndarray | None = None  # On/Off datasets
@@ -183,25 +201,30 @@ class MapEvaluator:
         a, geom = self.arrays, self.arrays.geom
         binsz = float(np.mean(geom.binsz))
         if a.psf is not None:
-            iy, ix = self._irf_pixel(lon, lat)
-            self._kernel = psf_kernel(a.psf[:, :, iy, ix], a.rad_edges, binsz)
+            self._kernel = psf_kernel(self._irf_at(a.psf, lon, lat), a.rad_edges, binsz)
         else:
             self._kernel = None
         self._edisp = self._edisp_at(lon, lat)
         kernel_radius = 0.0 if self._kernel is None else (self._kernel.shape[-1] // 2) * binsz
         width = 2 * (self.model.evaluation_radius + kernel_radius) + 4 * binsz
         self._slices = geom.cutout_slices((lon, lat), width)
-        self._cutout_geom = geom.slice_by_idx(self._slices)
+        self._cutout_geom_true = geom.slice_by_idx(self._slices).to_cube([a.energy_axis_true])
         sl = (slice(None), self._slices["y"], self._slices["x"])
         self._exposure = a.exposure[sl]
         self._frame_position = (lon, lat)
         self._spatial_key = self._spectral_key = None
 
-    def _irf_pixel(self, lon, lat) -> tuple[int, int]:
+    def _irf_at(self, irf_map, lon, lat) -> np.ndarray:
+        """An IRF map (..., y_irf, x_irf) at the source, interpolated bilinearly between IRF pixels."""
         geom_irf = self.arrays.geom_irf
-        x, y = geom_irf.coord_to_pix((lon, lat))
-        ny, nx = geom_irf.npix[1], geom_irf.npix[0]
-        return int(np.clip(np.rint(y), 0, ny - 1)), int(np.clip(np.rint(x), 0, nx - 1))
+        x, y = (float(v) for v in geom_irf.coord_to_pix((lon, lat)))
+        nx, ny = geom_irf.npix
+        x, y = np.clip(x, 0, nx - 1), np.clip(y, 0, ny - 1)
+        x0, y0 = min(int(x), nx - 2) if nx > 1 else 0, min(int(y), ny - 2) if ny > 1 else 0
+        fx, fy = (x - x0) if nx > 1 else 0.0, (y - y0) if ny > 1 else 0.0
+        x1, y1 = min(x0 + 1, nx - 1), min(y0 + 1, ny - 1)
+        return ((1 - fy) * ((1 - fx) * irf_map[..., y0, x0] + fx * irf_map[..., y0, x1])
+                + fy * ((1 - fx) * irf_map[..., y1, x0] + fx * irf_map[..., y1, x1]))
 
     def _edisp_at(self, lon, lat) -> np.ndarray | None:
         a = self.arrays
@@ -209,8 +232,7 @@ class MapEvaluator:
             return None
         matrix = a.edisp
         if matrix.ndim == 4:
-            iy, ix = self._irf_pixel(lon, lat)
-            matrix = matrix[:, :, iy, ix]
+            matrix = self._irf_at(matrix, lon, lat)
         if a.migra_edges is not None:
             e_true = np.sqrt(a.energy_true_edges[:-1] * a.energy_true_edges[1:])
             matrix = edisp_kernel_from_migra(matrix, a.migra_edges, e_true, a.energy_edges)
@@ -218,11 +240,13 @@ class MapEvaluator:
 
     # --- 2. spatial response ----------------------------------------------------------------
     def _spatial_response(self) -> np.ndarray:
-        fraction = np.asarray(self.model.spatial_model.integrate_geom(self._cutout_geom))
+        fraction = self.model.spatial_model.integrate_geom_values(self._cutout_geom_true)
         response = self._exposure * fraction  # (energy_true, y, x)
-        if self._kernel is not None:
-            response = fftconvolve(response, self._kernel, mode="same", axes=(1, 2))
-        return response
+        if self._kernel is None:
+            return response
+        if fraction.ndim == 2 and np.count_nonzero(fraction) <= MAX_PIXELS_DIRECT:
+            return _place_kernels(response, fraction, self._kernel)
+        return fftconvolve(response, self._kernel, mode="same", axes=(1, 2))
 
     # --- 3. npred ---------------------------------------------------------------------------
     def compute_npred(self):

@@ -76,7 +76,7 @@ class FitMixin:
                 mask = mask.broadcast_like(template).transpose(*template.dims)
             values = np.broadcast_to(np.asarray(mask, dtype=bool), template.shape)
             self._data["mask_fit"] = template.copy(data=values.copy())
-        self._fit_arrays = None
+        self._fit_arrays = self._background_stat = None
 
     @property
     def mask(self) -> xr.DataArray:
@@ -87,8 +87,8 @@ class FitMixin:
     def __getstate__(self):
         # caches are rebuilt where the dataset is unpickled
         state = dict(self.__dict__)
-        state.pop("_fit_arrays", None)
-        state.pop("_evaluators", None)
+        for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat"):
+            state.pop(cache, None)
         return state
 
     def fit_arrays(self):
@@ -131,8 +131,13 @@ class FitMixin:
         bkg_model = self._background_model()
         if bkg_model is None:
             return arrays.background
-        norm = np.asarray(bkg_model.spectral_model.dnde_values(arrays.energy_center))
-        return arrays.background * norm.reshape((-1,) + (1,) * (arrays.background.ndim - 1))
+        key = tuple(bkg_model.parameters.values)
+        cached = self.__dict__.get("_background_cache")
+        if cached is None or cached[0] != key:
+            norm = np.asarray(bkg_model.spectral_model.dnde_values(arrays.energy_center))
+            background = arrays.background * norm.reshape((-1,) + (1,) * (arrays.background.ndim - 1))
+            cached = self._background_cache = (key, background)
+        return cached[1]
 
     def npred_values(self) -> np.ndarray:
         return self.npred_signal_values() + self.npred_background_values()
@@ -164,16 +169,45 @@ class FitMixin:
     # --- likelihood -----------------------------------------------------------------
     def stat_array(self) -> np.ndarray:
         """Statistic per bin (no mask applied)."""
-        return self._stat_array(self.npred_signal_values())
+        return self._stat_bins((slice(None),), self.npred_signal_values())
 
-    def _stat_array(self, npred_signal) -> np.ndarray:
-        arrays = self.fit_arrays()
-        return cash(arrays.counts, npred_signal + self.npred_background_values())
+    def _stat_bins(self, index, npred_signal) -> np.ndarray:
+        """Statistic of the bins ``counts[index]`` for the source counts ``npred_signal`` there."""
+        return cash(self.fit_arrays().counts[index], npred_signal + self.npred_background_values()[index])
 
     def stat_sum(self) -> float:
-        """Sum of the statistic (-2 ln L, errordef 1) over ``mask_safe & mask_fit``."""
-        mask = self.fit_arrays().mask
-        return float(self.stat_array()[mask].sum())
+        """Sum of the statistic (-2 ln L, errordef 1) over ``mask_safe & mask_fit``.
+
+        On maps only the bins the sources' cutouts cover are recomputed: the
+        rest is the background-only statistic, cached while the background
+        model's parameters do not change.
+        """
+        arrays = self.fit_arrays()
+        if arrays.geom is None:
+            return float(self.stat_array()[arrays.mask].sum())
+        pieces = [self._evaluator(model).compute_npred() for model in self._sources()]
+        background_bins, background_total = self._background_only_stat()
+        if not pieces:
+            return background_total
+        y0, y1 = min(p[0]["y"].start for p in pieces), max(p[0]["y"].stop for p in pieces)
+        x0, x1 = min(p[0]["x"].start for p in pieces), max(p[0]["x"].stop for p in pieces)
+        box = (slice(None), slice(y0, y1), slice(x0, x1))
+        signal = np.zeros((arrays.counts.shape[0], y1 - y0, x1 - x0))
+        for slices, npred in pieces:
+            signal[:, slices["y"].start - y0:slices["y"].stop - y0, slices["x"].start - x0:slices["x"].stop - x0] += npred
+        mask = arrays.mask[box]
+        inside = self._stat_bins(box, signal)[mask].sum() - background_bins[box][mask].sum()
+        return float(background_total + inside)
+
+    def _background_only_stat(self):
+        """Per-bin statistic without sources and its masked sum, cached on the background parameters."""
+        bkg_model = self._background_model()
+        key = None if bkg_model is None else tuple(bkg_model.parameters.values)
+        cached = self.__dict__.get("_background_stat")
+        if cached is None or cached[0] != key:
+            bins = self._stat_bins((slice(None),), 0.0)
+            cached = self._background_stat = (key, bins, float(bins[self.fit_arrays().mask].sum()))
+        return cached[1], cached[2]
 
     # --- simulation -------------------------------------------------------------------
     def fake(self, random_state=None, name=None):
@@ -210,9 +244,9 @@ class OnOffFitMixin(FitMixin):
         arrays.alpha = self.alpha.transpose(*self.counts.dims).values.astype(float)
         return arrays
 
-    def _stat_array(self, npred_signal) -> np.ndarray:
+    def _stat_bins(self, index, npred_signal) -> np.ndarray:
         arrays = self.fit_arrays()
-        return wstat(arrays.counts, arrays.counts_off, arrays.alpha, npred_signal)
+        return wstat(arrays.counts[index], arrays.counts_off[index], arrays.alpha[index], npred_signal)
 
     def npred_background_values(self) -> np.ndarray:
         """The profiled (most likely) ON background for the current signal prediction."""

@@ -219,6 +219,7 @@ class MapDataset(FitMixin, Dataset):
             rad_edges=None if psf is None else MapAxis.from_coords(self._data, "rad").edges.to_value("deg"),
             geom=self.geom.to_image(),
             geom_irf=self.geom_irf,
+            energy_axis_true=self.energy_axis_true,
             migra_edges=migra_edges,
         )
 

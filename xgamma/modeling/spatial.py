@@ -210,10 +210,16 @@ class SpatialModel(Model):
         """
         return geom.to_image().to_dataarray(self._integrate_pixels(geom), unit="")
 
+    def integrate_geom_values(self, geom: WcsGeom) -> np.ndarray:
+        """`integrate_geom` as a plain array, without labels (the forward folder's fast path)."""
+        return self._integrate_pixels(geom)
+
     def _integrate_pixels(self, geom) -> np.ndarray:
         spacing = self.sampling_scale / SAMPLES_PER_SCALE
         oversampling = int(np.ceil(max(geom.binsz) / spacing)) if spacing > 0 else MAX_OVERSAMPLING + 1
         if oversampling > MAX_OVERSAMPLING:
+            if geom.frame == self.frame:  # skip a SkyCoord round trip: this runs in every fit call
+                return point_fractions(geom, self.lon_0.value, self.lat_0.value)
             return point_fractions(geom, *lonlat_deg(self.position, geom.frame))
         box = footprint_box(geom, self.lon_0.value, self.lat_0.value, self.evaluation_radius, self.frame)
         if box is None:
@@ -674,6 +680,11 @@ class TemplateSpatialModel(SpatialModel):
         axis, energy = self._target_energies(geom)
         values = self._integrate(geom, energy, (energy.size,))
         return geom.to_image().to_cube([axis]).to_dataarray(values, unit="")
+
+    def integrate_geom_values(self, geom: WcsGeom) -> np.ndarray:
+        if self.is_energy_dependent:
+            return self.integrate_geom(geom).values
+        return self._integrate_pixels(geom)
 
     def _integrate_pixels(self, geom) -> np.ndarray:
         return self._integrate(geom, None, ())
