@@ -318,6 +318,10 @@ class Parameters:
     def set_covariance_of(self, subset: Parameters, matrix):
         """Write ``matrix`` (covariance of ``subset``) into this collection's covariance and errors."""
         matrix = np.asarray(matrix, dtype=float)
+        if matrix.shape != (len(subset), len(subset)):
+            raise ValueError(
+                f"covariance of {subset.names} must have shape {(len(subset), len(subset))}, got {matrix.shape}"
+            )
         idx = [self.index(p) for p in subset]
         self.covariance[np.ix_(idx, idx)] = matrix
         for par, var in zip(subset, np.diag(matrix)):
