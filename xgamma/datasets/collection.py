@@ -16,6 +16,8 @@ Both satisfy what `xgamma.fit.Fit` needs: ``models.parameters`` and
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 __all__ = ["DaskDatasets", "Datasets"]
@@ -139,9 +141,12 @@ class DaskDatasets:
     models : `~xgamma.modeling.Models` or list
         The fit's models. Their parameters stay here (the optimiser changes
         them); every call sends all unique parameter values to the workers.
-    client : `distributed.Client`, str or None
-        A client, a scheduler address, or None for the embedded default
-        (see `xgamma.cluster.get_client`).
+    client : `distributed.Client`, optional
+        The cluster to use; without it, ``scheduler`` or ``$XGAMMA_SCHEDULER``
+        is connected to, or an embedded LocalCluster started (see
+        `xgamma.cluster.get_client`), and closed by `close`.
+    scheduler : str, optional
+        Address of a running scheduler.
 
     Notes
     -----
@@ -150,14 +155,16 @@ class DaskDatasets:
     because each part stays in its worker's memory as one object.
     """
 
-    def __init__(self, datasets, models, client=None):
+    def __init__(self, datasets, models, client=None, scheduler=None):
         from ..cluster import get_client
 
+        datasets = list(datasets)
         self._models = _as_models(models)
         self._names = [d.name for d in datasets]
         if len(set(self._names)) != len(self._names):
             raise ValueError(f"dataset names must be unique, got {self._names}")
-        self.client = get_client(client)
+        self._exit = contextlib.ExitStack()
+        self.client = self._exit.enter_context(get_client(client, scheduler=scheduler))
         workers = sorted(self.client.scheduler_info()["workers"])
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
@@ -195,9 +202,17 @@ class DaskDatasets:
         return self.stat_sum()
 
     def close(self):
-        """Release the datasets held on the workers."""
-        self.client.cancel([part for _, part in self._parts])
+        """Release the datasets held on the workers (and a cluster this object started)."""
+        if self._parts:
+            self.client.cancel([part for _, part in self._parts])
         self._parts = []
+        self._exit.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def __repr__(self):
         return f"DaskDatasets ({len(self._names)} datasets on {len(self._parts)} workers)"

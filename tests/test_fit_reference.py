@@ -1,0 +1,232 @@
+"""Forward-folded likelihood fits against the reference analyses (crab-1d.yaml, joint-crab.yaml).
+
+Tolerances are those stated in the reference files: each free parameter within
+max(0.2 x its reference error, 0.5 % of its value), errors within 10 %,
+total_stat within 0.5.
+"""
+
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import yaml
+from regions import CircleSkyRegion
+from test_spectrum import CRAB_IDS, TARGET, crab_axes, crab_exclusion_mask
+
+from xgamma.data import DataStore
+from xgamma.datasets import SpectrumDataset
+from xgamma.datasets.collection import Datasets
+from xgamma.datasets.spectrum import SpectrumDatasetOnOff
+from xgamma.fit import Fit
+from xgamma.geom import RegionGeom
+from xgamma.makers.reflected import ReflectedRegionsBackgroundMaker
+from xgamma.makers.safe_mask import SafeMaskMaker
+from xgamma.makers.spectrum import SpectrumDatasetMaker
+from xgamma.modeling import LogParabolaSpectralModel, PowerLawSpectralModel, SkyModel
+
+INSTRUMENTS = ("fermi", "magic", "hess", "veritas", "fact")
+
+
+def assert_fit_matches(result, models, reference):
+    """The reference files' tolerance on every free parameter, its error, and total_stat."""
+    assert result.success
+    assert result.total_stat == pytest.approx(reference["total_stat"], abs=0.5)
+    for name, ref in reference["parameters"].items():
+        if ref["frozen"]:
+            continue
+        par = models.parameters[name]
+        tolerance = max(0.2 * ref["error"], 0.005 * abs(ref["value"]))
+        assert abs(par.value - ref["value"]) <= tolerance, (name, par.value, ref["value"], tolerance)
+        assert par.error == pytest.approx(ref["error"], rel=0.1), (name, par.error, ref["error"])
+
+
+def start_model(kind, **start):
+    if kind == "powerlaw":
+        return PowerLawSpectralModel(reference="1 TeV", **start)
+    return LogParabolaSpectralModel(reference="1 TeV", **start)
+
+
+# ---- Crab 1-D (H.E.S.S. DR1, reflected regions, WStat) ---------------------------------------------
+@pytest.fixture(scope="module")
+def crab_1d(hess_dir, reference_dir):
+    energy, energy_true = crab_axes()
+    empty = SpectrumDataset.create(RegionGeom.create(CircleSkyRegion(TARGET, 0.11 * u.deg), axes=[energy]), energy_true)
+    maker = SpectrumDatasetMaker(containment_correction=True, selection=("counts", "exposure", "edisp"))
+    background = ReflectedRegionsBackgroundMaker(exclusion_mask=crab_exclusion_mask())
+    safe = SafeMaskMaker(methods=("aeff-max",), aeff_percent=10)
+    per_run = []
+    for observation in DataStore.from_dir(hess_dir).get_observations(CRAB_IDS):
+        dataset = maker.run(empty.copy(name=str(observation.obs_id)), observation)
+        per_run.append(safe.run(background.run(dataset, observation), observation))
+    stacked = per_run[0]
+    for dataset in per_run[1:]:
+        stacked = stacked.stack(dataset)
+    reference = yaml.safe_load((reference_dir / "crab-1d.yaml").read_text())
+    return {"joint": per_run, "stacked": [stacked.copy(name="stacked")], "reference": reference}
+
+
+@pytest.mark.parametrize("kind", ["powerlaw", "logparabola"])
+@pytest.mark.parametrize("combination", ["stacked", "joint"])
+def test_crab_1d_fits_match_reference(crab_1d, kind, combination):
+    start = crab_1d["reference"]["choices"]["start_values"]
+    if kind == "powerlaw":
+        model = start_model(kind, index=2, amplitude="1e-12 cm-2 s-1 TeV-1")
+    else:
+        model = start_model(kind, alpha=2, beta=0.1, amplitude="1e-12 cm-2 s-1 TeV-1")
+    assert "1e-12" in str(start[kind])  # the start values the reference used
+    datasets = Datasets(crab_1d[combination], models=[SkyModel(model, name="crab")])
+    result = Fit().run(datasets)
+    assert_fit_matches(result, datasets.models, crab_1d["reference"]["fits"][f"{kind}_{combination}"])
+
+
+def test_crab_1d_excess_follows_the_fitted_model(crab_1d):
+    """Counts = profiled background + npred in every safe bin, to Poisson precision (a physics sanity check)."""
+    (stacked,) = crab_1d["stacked"]
+    stacked.models = [SkyModel(PowerLawSpectralModel(index=2.6381, amplitude="4.2923e-11 cm-2 s-1 TeV-1"), name="c")]
+    mask = stacked.mask_safe.values
+    predicted = stacked.npred_values()[mask]
+    counts = stacked.counts.values[mask]
+    pulls = (counts - predicted) / np.sqrt(predicted)
+    assert abs(counts.sum() - predicted.sum()) < 3 * np.sqrt(counts.sum())
+    assert np.abs(pulls).max() < 4
+
+
+# ---- joint Crab (OGIP spectra of five instruments) -------------------------------------------------
+@pytest.fixture(scope="module")
+def joint_crab(data_dir, reference_dir):
+    spectra = data_dir / "joint-crab" / "spectra"
+    datasets = {
+        instrument: [SpectrumDatasetOnOff.read(path) for path in sorted(Path(spectra, instrument).glob("pha_*.fits"))]
+        for instrument in INSTRUMENTS
+    }
+    reference = yaml.safe_load((reference_dir / "joint-crab.yaml").read_text())
+    return datasets, reference
+
+
+@pytest.mark.parametrize("kind", ["powerlaw", "logparabola"])
+@pytest.mark.parametrize("selection", ["joint", *INSTRUMENTS])
+def test_joint_crab_fits_match_reference(joint_crab, kind, selection):
+    datasets, reference = joint_crab
+    instruments = INSTRUMENTS if selection == "joint" else (selection,)
+    if kind == "powerlaw":
+        model = start_model(kind, index=2.5, amplitude="3.8e-11 cm-2 s-1 TeV-1")
+    else:
+        model = start_model(kind, alpha=2.5, beta=0.1, amplitude="3.8e-11 cm-2 s-1 TeV-1")
+    joint = Datasets([d for instrument in instruments for d in datasets[instrument]])
+    joint.models = [SkyModel(model, name="crab")]
+    result = Fit().run(joint)
+    assert_fit_matches(result, joint.models, reference["fits"][f"{kind}_{selection}"])
+
+
+# ---- Crab 3-D (H.E.S.S. DR1, point source + FoV background) --------------------------------------------
+@pytest.fixture(scope="module")
+def crab_3d(hess_dir, reference_dir):
+    from test_map_maker import CRAB, OBS_IDS
+
+    from xgamma.axes import MapAxis
+    from xgamma.datasets.map import MapDataset
+    from xgamma.datasets.stacking import stack_datasets
+    from xgamma.geom import WcsGeom
+    from xgamma.makers.fov_background import FoVBackgroundMaker
+    from xgamma.makers.map import MapDatasetMaker
+
+    energy = MapAxis.from_energy_bounds(1, 10, 4)
+    energy_true = MapAxis.from_energy_bounds(0.5, 20, 10, name="energy_true")
+    geom = WcsGeom.create(skydir=CRAB, width=4, binsz=0.02, frame="icrs", proj="CAR", axes=[energy])
+    template = MapDataset.create(geom, energy_axis_true=energy_true, name="stacked")
+    exclusion = ~template.geom.to_image().region_mask(CircleSkyRegion(CRAB, 0.3 * u.deg))
+    exclusion.attrs["wcs"] = template.geom.to_header_string()
+    makers = [
+        MapDatasetMaker(),
+        SafeMaskMaker(methods=["offset-max", "aeff-max"], offset_max="2.5 deg"),
+        FoVBackgroundMaker(method="fit", exclusion_mask=exclusion),
+    ]
+    per_run = []
+    for observation in DataStore.from_dir(hess_dir).get_observations(OBS_IDS):
+        dataset = template.cutout(observation.pointing, width="5 deg", name=str(observation.obs_id))
+        for maker in makers:
+            dataset = maker.run(dataset, observation)
+        per_run.append(dataset)
+    reference = yaml.safe_load((reference_dir / "crab-3d.yaml").read_text())
+    return {"joint": per_run, "stacked": [stack_datasets(per_run, template=template)], "reference": reference}
+
+
+def crab_3d_models(dataset_names):
+    from xgamma.modeling import FoVBackgroundModel, Models, PointSpatialModel
+
+    spatial = PointSpatialModel(lon_0="83.63308 deg", lat_0="22.01450 deg", frame="icrs")
+    spectral = PowerLawSpectralModel(index=2.702, amplitude="4.712e-11 cm-2 s-1 TeV-1", reference="1 TeV")
+    return Models([SkyModel(spectral, spatial, name="crab"), *(FoVBackgroundModel(name) for name in dataset_names)])
+
+
+# ---- simulation: fits of faked data recover the truth -------------------------------------------------
+def _pulls(dataset, models, n_seeds, names):
+    truth = {name: models.parameters[name].value for name in names}
+    pulls = {name: [] for name in names}
+    for seed in range(n_seeds):
+        faked = dataset.fake(random_state=seed) if not isinstance(dataset, SpectrumDatasetOnOff) else \
+            dataset.fake(npred_background=dataset.background.values, random_state=seed)
+        fit_models = models.copy()
+        faked.models = fit_models
+        result = Fit().run(Datasets([faked]))
+        assert result.success
+        for name in names:
+            par = fit_models.parameters[name]
+            pulls[name].append((par.value - truth[name]) / par.error)
+    return {name: np.array(values) for name, values in pulls.items()}
+
+
+def test_spectrum_fake_fit_pulls(crab_1d):
+    (stacked,) = crab_1d["stacked"]
+    from xgamma.modeling import Models
+
+    models = Models([SkyModel(PowerLawSpectralModel(index=2.6, amplitude="4.3e-11 cm-2 s-1 TeV-1"), name="c")])
+    stacked = stacked.copy()
+    stacked.models = models
+    pulls = _pulls(stacked, models, 150, ["index", "amplitude"])
+    for values in pulls.values():
+        # 150 seeds: the mean is known to 0.08 and the width to 0.06 (1 sigma)
+        assert abs(values.mean()) < 0.3 and 0.8 < values.std() < 1.2
+
+
+def test_map_fake_fit_pulls(crab_3d):
+    from test_map_maker import CRAB
+
+    (stacked,) = crab_3d["stacked"]
+    small = stacked.cutout(CRAB, width="1.6 deg", name="small")
+    models = crab_3d_models(["small"])
+    models["crab"].spatial_model.position = CRAB
+    small.models = models
+    pulls = _pulls(small, models, 40, ["index", "lon_0", "lat_0", "norm"])
+    for values in pulls.values():
+        # 40 seeds: the mean is known to 0.16 and the width to 0.11 (1 sigma)
+        assert abs(values.mean()) < 0.5 and 0.65 < values.std() < 1.35
+
+
+# ---- parallel likelihood on a Dask cluster equals the local one --------------------------------------
+def test_dask_joint_fit_equals_local(crab_1d, crab_3d):
+    from distributed import Client, LocalCluster
+
+    from xgamma.datasets.collection import DaskDatasets
+    from xgamma.modeling import Models
+
+    per_run_3d = crab_3d["joint"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        models = crab_3d_models([d.name for d in per_run_3d])
+        local = Datasets(per_run_3d, models=models)
+        with DaskDatasets(per_run_3d, models, client=client) as remote:
+            for shift in (0.0, 0.01, -0.02):  # also after the workers' caches were built
+                models["crab"].spatial_model.lon_0.value = 83.633 + shift
+                models["crab"].spectral_model.index.value = 2.6 + shift
+                assert remote.stat_sum() == pytest.approx(local.stat_sum(), rel=1e-12)
+
+        models_local = Models([SkyModel(PowerLawSpectralModel(index=2, amplitude="1e-12 cm-2 s-1 TeV-1"), name="c")])
+        models_remote = models_local.copy()
+        result_local = Fit().run(Datasets(crab_1d["joint"], models=models_local))
+        with DaskDatasets(crab_1d["joint"], models_remote, client=client) as remote:
+            result_remote = Fit().run(remote)
+        assert result_remote.total_stat == pytest.approx(result_local.total_stat, rel=1e-10)
+        for a, b in zip(models_local.parameters, models_remote.parameters):
+            assert a.value == pytest.approx(b.value, rel=1e-6) and a.error == pytest.approx(b.error, rel=1e-4)
