@@ -98,40 +98,69 @@ class _Background(IRF):
         return self.evaluate_integrate(edges[:-1].reshape(shape), edges[1:].reshape(shape), **coords)
 
 
-def power_law_segments(x, y):
-    """Integral of ``y(x)`` over each segment between consecutive samples (last axis).
+def power_law_segments_from_log(x, log_y, log_floor=-np.inf):
+    """Integral of ``y(x)`` over each segment between consecutive samples (last axis), given ``log(y)``.
 
     Between samples ``y`` is the power law through both end points; where an
-    end point is not positive the trapezoid rule is used instead.
+    end point is 0 (``log_y <= log_floor``) the trapezoid rule is used instead.
+    Taking the log (log-interpolated rates have it) saves a log per sample.
 
     Parameters
     ----------
     x : `numpy.ndarray`
-        Sample positions, > 0, broadcastable to ``y`` (a 1-D array of the
-        last axis is cheapest).
-    y : `numpy.ndarray`
-        Sample values.
+        Sample positions, > 0, broadcastable to ``log_y`` (a 1-D array of
+        the last axis is cheapest).
+    log_y : `numpy.ndarray`
+        Log of the sample values.
+    log_floor : float
+        ``y`` is 0 at or below this log value.
 
     Returns
     -------
     `numpy.ndarray`
-        Shape of ``y`` with the last axis one shorter.
+        Shape of ``log_y`` with the last axis one shorter.
+
+    Notes
+    -----
+    For ``y = y0 (x / x0)**k`` the integral from ``x0`` to ``x1`` is
+    ``(x1 y1 - x0 y0) / (k + 1)`` with ``k + 1 = d / ln(x1 / x0)`` and
+    ``d = ln(x1 y1) - ln(x0 y0)``: one exponential per sample, not per
+    segment. Where ``|d|`` is small that difference cancels, and the series
+    of ``x0 y0 ln(x1 / x0) (exp(d) - 1) / d`` is used instead.
     """
     x = np.asarray(x, dtype=float)
-    x0, x1, y0, y1 = x[..., :-1], x[..., 1:], y[..., :-1], y[..., 1:]
-    log_ratio = np.log(x1 / x0)
-    positive = (y0 > 0) & (y1 > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_y = np.log(y)
-        slope = (log_y[..., 1:] - log_y[..., :-1]) / log_ratio + 1  # power-law index + 1
-        # y0 x0 / (k + 1) ((x1 / x0)^(k + 1) - 1), and its limit y0 x0 ln(x1 / x0) at k = -1
-        power = y0 * x0 * np.where(np.abs(slope) < 1e-10, log_ratio, np.expm1(slope * log_ratio) / slope)
-    return np.where(positive, power, 0.5 * (x1 - x0) * (y0 + y1))
+    log_ratio = np.log(x[..., 1:] / x[..., :-1])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_xy = log_y + np.log(x)
+        zero = log_y <= log_floor  # NaN stays NaN below
+        xy = np.where(zero, 0.0, np.exp(log_xy))
+        d = log_xy[..., 1:] - log_xy[..., :-1]
+        segments = (xy[..., 1:] - xy[..., :-1]) / d
+        segments *= log_ratio
+        small = np.abs(d) < _SERIES_BELOW
+        if small.any():
+            ds = d[small]
+            start = np.broadcast_to(xy[..., :-1] * log_ratio, d.shape)[small]
+            segments[small] = start * (1 + ds / 2 * (1 + ds / 3 * (1 + ds / 4)))
+        # a segment with an end at 0 is no power law: trapezoid rule
+        end_at_zero = zero[..., :-1] | zero[..., 1:]
+        if end_at_zero.any():
+            x0, x1 = (np.broadcast_to(v, d.shape)[end_at_zero] for v in (x[..., :-1], x[..., 1:]))
+            y0, y1 = (np.broadcast_to(v, d.shape)[end_at_zero] for v in (xy[..., :-1], xy[..., 1:]))
+            segments[end_at_zero] = 0.5 * (x1 - x0) * (y0 / x0 + y1 / x1)
+    return segments
+
+
+#: Below this ``|d|`` (see `power_law_segments_from_log`) the segment integral uses a
+#: series (truncation error ``d**4 / 120``) instead of a difference (rounding error ``~1e-16 / d``).
+_SERIES_BELOW = 1e-3
 
 
 def _integrate_power_law(x, y):
-    """Integral of y(x) over the samples along the last axis, power law between samples."""
-    return power_law_segments(x, y).sum(axis=-1)
+    """Integral of y(x) >= 0 over the samples along the last axis, power law between samples."""
+    with np.errstate(divide="ignore"):
+        log_y = np.log(np.maximum(y, 0.0))  # -inf (no power law) where y is 0
+    return power_law_segments_from_log(x, log_y).sum(axis=-1)
 
 
 class Background2D(_Background):

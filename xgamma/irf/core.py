@@ -155,24 +155,143 @@ def _outside(grids, coords):
     return mask
 
 
+def interpolation_matrix(grids, coords):
+    """Multilinear interpolation as a sparse matrix: ``values at coords = matrix @ table``.
+
+    Parameters
+    ----------
+    grids : list of `_AxisGrid`
+        The table's leading axes.
+    coords : list of `numpy.ndarray`
+        One coordinate array per grid, already broadcast to one shape ``S``.
+
+    Returns
+    -------
+    matrix : `scipy.sparse.csr_matrix`
+        Shape ``(prod(S), prod(table nodes))``; each row holds the ``2**ndim``
+        corner weights of one point (NaN for NaN coordinates, 0 outside the
+        table on non-clamped axes). Only the corners are stored, so a NaN
+        table node spoils only the points next to it.
+    outside : `numpy.ndarray`
+        Bool, shape ``S``: points beyond the table extent (non-clamped axes).
+    """
+    import scipy.sparse
+
+    shape = np.shape(coords[0])
+    sizes = [grid.nodes.size for grid in grids]
+    strides = [int(np.prod(sizes[k + 1 :])) for k in range(len(sizes))]  # C order
+    outside = np.zeros(shape, dtype=bool)
+    columns, weights = 0, [np.ones(shape)]
+    corner_offsets = [0]
+    for grid, c, stride in zip(grids, coords, strides):
+        idx, w, out = grid.weights(c)
+        if not grid.clamp:
+            outside |= out
+        columns = columns + idx * stride
+        if grid.nodes.size > 1:  # lower and upper node
+            corner_offsets = [o + upper * stride for o in corner_offsets for upper in (0, 1)]
+            weights = [x for weight in weights for x in (weight * (1.0 - w), weight * w)]
+    data = np.stack([np.ravel(w) for w in weights], axis=-1)
+    data[outside.ravel()] = 0.0
+    index = np.ravel(columns)[:, None] + np.array(corner_offsets)[None, :]
+    n_points, n_corners = data.shape
+    indptr = np.arange(0, n_corners * n_points + 1, n_corners)
+    matrix = scipy.sparse.csr_matrix((data.ravel(), index.ravel(), indptr), shape=(n_points, int(np.prod(sizes))))
+    return matrix, outside
+
+
+def _varying_dims(coords):
+    """For coordinates forming an outer product, the one dim along which each varies.
+
+    ``None`` for a constant coordinate; returns None altogether when a
+    coordinate varies along several dims or two along the same one (then
+    there is no outer-product structure to exploit). Broadcast views (zero
+    strides) are recognised, so ``np.broadcast_arrays`` of 1-D profiles
+    qualifies.
+    """
+    dims = []
+    for c in coords:
+        varying = [d for d, (n, step) in enumerate(zip(c.shape, c.strides)) if n > 1 and step != 0]
+        if len(varying) > 1:
+            return None
+        dims.append(varying[0] if varying else None)
+    used = [d for d in dims if d is not None]
+    return dims if len(set(used)) == len(used) else None
+
+
+def _interpolate_outer(grids, table, coords, dims):
+    """Multilinear interpolation on an outer product of 1-D coordinates, one axis after the other.
+
+    Multilinear interpolation is a product of 1-D linear interpolations, so
+    interpolating the table along each axis in turn gives the same values
+    (to rounding) at a cost set by the output size, not by ``2**ndim`` times it.
+    """
+    shape = coords[0].shape
+    outside = np.zeros(shape, dtype=bool)
+    result = table
+    for k, (grid, c, d) in enumerate(zip(grids, coords, dims)):
+        line = c.reshape(-1)[:1] if d is None else c[tuple(slice(None) if j == d else 0 for j in range(c.ndim))]
+        matrix, out = interpolation_matrix([grid], [line])
+        moved = np.moveaxis(result, k, 0)
+        flat = matrix @ moved.reshape(moved.shape[0], -1)
+        result = np.moveaxis(flat.reshape((line.size,) + moved.shape[1:]), 0, k)
+        if not grid.clamp:
+            outside |= out.reshape([-1 if j == d else 1 for j in range(len(shape))]) if d is not None else out[0]
+    # axis k of ``result`` goes to output dim dims[k]; constant coordinates leave none
+    trailing = result.shape[len(grids) :]
+    kept = [k for k, d in enumerate(dims) if d is not None]
+    result = result.reshape([result.shape[k] for k in kept] + list(trailing))
+    order = sorted(range(len(kept)), key=lambda i: dims[kept[i]])
+    result = result.transpose(order + list(range(len(kept), result.ndim)))
+    placed = [shape[j] if j in dims else 1 for j in range(len(shape))]
+    return np.broadcast_to(result.reshape(placed + list(trailing)), shape + trailing), outside
+
+
+def interpolate_scaled(grids, values, coords, values_scale="lin"):
+    """Multilinear interpolation on the values' own scale (log of the values for ``"log"``).
+
+    Returns
+    -------
+    result : `numpy.ndarray`
+        Shape ``S`` + the trailing dims of ``values`` beyond the grid axes; for
+        ``values_scale="log"`` the interpolated *logarithm* (values clipped at
+        float32 ``tiny`` first). Points outside the table are not filled here:
+        see ``outside``. May be a read-only broadcast view.
+    outside : `numpy.ndarray`
+        Bool, shape ``S``.
+    """
+    coords = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
+    table = np.log(np.clip(values, _TINY, None)) if values_scale == "log" else np.asarray(values)
+    dims = _varying_dims(coords)
+    if dims is not None:
+        return _interpolate_outer(grids, table, coords, dims)
+    trailing = table.shape[len(grids) :]
+    matrix, outside = interpolation_matrix(grids, coords)
+    flat = matrix @ table.reshape(matrix.shape[1], -1)
+    return flat.reshape(coords[0].shape + trailing), outside
+
+
 def interpolate(grids, values, coords, values_scale="lin", fill_value=0.0):
     """Multilinear interpolation of ``values`` (dims in the order of ``grids``).
 
     Trailing dims of ``values`` beyond the grid axes are carried along.
     """
-    coords = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
-    log_values = values_scale == "log"
-    table = np.log(np.clip(values, _TINY, None)) if log_values else values
-    result = 0.0
-    for index, weight in _corners(grids, coords):
-        w = np.asarray(weight)
-        w = w.reshape(w.shape + (1,) * (table.ndim - len(grids)))
-        result = result + w * table[index]
-    if log_values:
-        result = np.exp(result)
-        result = np.where(result <= 2 * _TINY, 0.0, result)
-    outside = _outside(grids, coords).reshape(coords[0].shape + (1,) * (table.ndim - len(grids)))
+    result, outside = interpolate_scaled(grids, values, coords, values_scale)
+    if values_scale == "log":
+        result = exp_above_floor(result)
+    outside = outside.reshape(outside.shape + (1,) * (result.ndim - outside.ndim))
     return np.where(outside, fill_value, result)
+
+
+#: Log of the smallest log-interpolated value kept: at or below it the value is 0
+#: (empty table nodes are clipped to float32 ``tiny`` so that their log is finite).
+LOG_FLOOR = float(np.log(2 * _TINY))
+
+
+def exp_above_floor(log_values):
+    """``exp(log_values)``, 0 at or below `LOG_FLOOR` (NaN stays NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(log_values <= LOG_FLOOR, 0.0, np.exp(log_values))
 
 
 # ---------------------------------------------------------------------------
