@@ -147,6 +147,13 @@ class DaskDatasets:
         `xgamma.cluster.get_client`), and closed by `close`.
     scheduler : str, optional
         Address of a running scheduler.
+    block_shape : tuple of int, optional
+        Split every map dataset into this many spatial blocks ``(ny, nx)``
+        (`~xgamma.datasets.blocks.split_into_blocks`), so that one large map
+        is evaluated on several workers; the statistic is unchanged.
+    block_margin : str, float or `~astropy.units.Quantity`
+        Margin of the blocks (deg), at least the PSF kernel radius plus the
+        extent of sources near block edges. Default 1 deg.
 
     Notes
     -----
@@ -155,10 +162,18 @@ class DaskDatasets:
     because each part stays in its worker's memory as one object.
     """
 
-    def __init__(self, datasets, models, client=None, scheduler=None):
+    def __init__(self, datasets, models, client=None, scheduler=None, block_shape=None, block_margin="1 deg"):
         from ..cluster import get_client
+        from .blocks import split_into_blocks
 
         datasets = list(datasets)
+        if block_shape is not None:
+            datasets = [
+                block
+                for dataset in datasets
+                for block in (split_into_blocks(dataset, block_shape, block_margin) if hasattr(dataset, "geom_irf")
+                              else [dataset])
+            ]
         self._models = _as_models(models)
         self._names = [d.name for d in datasets]
         if len(set(self._names)) != len(self._names):

@@ -44,7 +44,7 @@ MAX_PIXELS_DIRECT = 16
 
 def _place_kernels(response, fraction, kernel) -> np.ndarray:
     """``fftconvolve(response, kernel, mode="same")`` for a response with few non-zero pixels."""
-    n_true, ny, nx = response.shape
+    _, ny, nx = response.shape
     half = kernel.shape[-1] // 2
     out = np.zeros_like(response)
     for iy, ix in zip(*np.nonzero(fraction)):  # at most MAX_PIXELS_DIRECT pixels
@@ -206,8 +206,16 @@ class MapEvaluator:
             self._kernel = None
         self._edisp = self._edisp_at(lon, lat)
         kernel_radius = 0.0 if self._kernel is None else (self._kernel.shape[-1] // 2) * binsz
-        width = 2 * (self.model.evaluation_radius + kernel_radius) + 4 * binsz
-        self._slices = geom.cutout_slices((lon, lat), width)
+        radius = self.model.evaluation_radius
+        if radius is None:  # diffuse models (templates, constant): the whole map
+            self._slices = {"y": slice(0, geom.npix[1]), "x": slice(0, geom.npix[0])}
+        else:
+            try:
+                self._slices = geom.cutout_slices((lon, lat), 2 * (radius + kernel_radius) + 4 * binsz)
+            except ValueError:  # the source and its PSF halo miss this dataset
+                self._slices = None
+                self._frame_position = (lon, lat)
+                return
         self._cutout_geom_true = geom.slice_by_idx(self._slices).to_cube([a.energy_axis_true])
         sl = (slice(None), self._slices["y"], self._slices["x"])
         self._exposure = a.exposure[sl]
@@ -250,12 +258,16 @@ class MapEvaluator:
 
     # --- 3. npred ---------------------------------------------------------------------------
     def compute_npred(self):
-        """``(slices, npred)``: the cutout's ``{"y": slice, "x": slice}`` and counts (energy, y, x)."""
+        """``(slices, npred)``: the cutout's ``{"y": slice, "x": slice}`` and counts (energy, y, x).
+
+        None when the source does not reach the dataset.
+        """
         spatial = self.model.spatial_model
-        lon, lat = (float(v) for v in (spatial.lon_0.value, spatial.lat_0.value))
-        lon, lat = self._in_geom_frame(lon, lat)
+        lon, lat = self._position()
         if self._needs_new_frame(lon, lat):
             self._build_frame(lon, lat)
+        if self._slices is None:
+            return None
         spatial_key = tuple(spatial.parameters.values)
         if spatial_key != self._spatial_key:
             self._response = self._spatial_response()
@@ -275,8 +287,14 @@ class MapEvaluator:
         n_true, ny, nx = weighted.shape
         return (self._edisp.T @ weighted.reshape(n_true, ny * nx)).reshape(-1, ny, nx)
 
-    def _in_geom_frame(self, lon, lat):
-        frame = getattr(self.model.spatial_model, "frame", self.arrays.geom.frame)
+    def _position(self) -> tuple[float, float]:
+        """Source position (deg) in the dataset's frame; the map centre for diffuse models."""
+        spatial = self.model.spatial_model
+        if spatial.evaluation_radius is None or not hasattr(spatial, "lon_0"):
+            center = self.arrays.geom.center_skydir.spherical
+            return float(center.lon.deg), float(center.lat.deg)
+        lon, lat = float(spatial.lon_0.value), float(spatial.lat_0.value)
+        frame = spatial.frame
         if frame == self.arrays.geom.frame:
             return lon, lat
         from astropy.coordinates import SkyCoord

@@ -42,7 +42,9 @@ class FitMixin:
         if models is None:
             self._models = None
             return
-        selected = Models(models).select(datasets_names=[self.name])
+        # a spatial block of a larger dataset takes the models of its parent
+        scope = self._data.attrs.get("block_of") or self.name
+        selected = Models(models).select(datasets_names=[scope])
         for model in selected:
             if model.temporal_model is not None:
                 raise ValueError(
@@ -116,6 +118,8 @@ class FitMixin:
             if model_name is not None and model.name != model_name:
                 continue
             result = self._evaluator(model).compute_npred()
+            if result is None:  # the source misses this dataset
+                continue
             if isinstance(result, tuple):  # map evaluators give their cutout
                 slices, npred = result
                 total[:, slices["y"], slices["x"]] += npred
@@ -186,6 +190,7 @@ class FitMixin:
         if arrays.geom is None:
             return float(self.stat_array()[arrays.mask].sum())
         pieces = [self._evaluator(model).compute_npred() for model in self._sources()]
+        pieces = [piece for piece in pieces if piece is not None]
         background_bins, background_total = self._background_only_stat()
         if not pieces:
             return background_total

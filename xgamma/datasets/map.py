@@ -246,6 +246,13 @@ class MapDataset(FitMixin, Dataset):
         geom_irf = self.geom_irf
         if geom_irf is not None:
             grids[IRF_DIMS] = (geom_irf, geom_irf.cutout_slices(position, width))
+        return self._sliced(grids, name)
+
+    def slice_pixels(self, slices, name=None) -> MapDataset:
+        """The dataset on the analysis pixels ``slices`` (``{"y": slice, "x": slice}``); IRF maps unchanged."""
+        return self._sliced({("y", "x"): (self.geom.to_image(), slices)}, name)
+
+    def _sliced(self, grids, name) -> MapDataset:
         variables = {}
         for key, var in self._data.data_vars.items():
             for dims, (grid, slices) in grids.items():
