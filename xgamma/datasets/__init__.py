@@ -7,12 +7,21 @@ Which one to use when:
 - `MapDatasetOnOff`: the same with OFF counts per pixel (ring background),
   for excess and significance maps;
 - `SpectrumDataset` / `SpectrumDatasetOnOff`: counts in one ON region (1-D),
-  with an IRF background or measured OFF counts.
+  with an IRF background or measured OFF counts;
+- `Datasets`: several of them fitted jointly in this process;
+  `DaskDatasets`: many of them (or one large map split into blocks) fitted
+  jointly with the datasets kept on Dask workers.
+
+Attach models with ``dataset.models = models``; ``npred``, ``stat_sum`` and
+``fake`` come from `xgamma.datasets.fitting`, the forward folding from
+`xgamma.datasets.evaluator`.
 
 See `xgamma.datasets.core` for the layout every dataset shares, and
 `xgamma.datasets.stacking` for how datasets stack.
 """
 
+from .blocks import split_into_blocks
+from .collection import DaskDatasets, Datasets
 from .core import Dataset
 from .map import MIGRA_AXIS_DEFAULT, RAD_AXIS_DEFAULT, MapDataset
 from .map_onoff import MapDatasetOnOff
@@ -20,12 +29,15 @@ from .spectrum import SpectrumDataset, SpectrumDatasetOnOff
 from .stacking import stack_datasets
 
 __all__ = [
+    "DaskDatasets",
     "Dataset",
+    "Datasets",
     "MapDataset",
     "MapDatasetOnOff",
     "MIGRA_AXIS_DEFAULT",
     "RAD_AXIS_DEFAULT",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",
+    "split_into_blocks",
     "stack_datasets",
 ]
