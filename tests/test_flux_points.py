@@ -71,6 +71,23 @@ def test_crab_points_layout(crab_points):
     assert "27 points" in text and "upper limits: 4" in text
 
 
+def test_constructor_converts_units_and_checks_their_type():
+    """1e-9 m-2 s-1 GeV-1 = 1e-9 x 1e-4 cm-2 x 1e3 TeV-1 = 1e-10 cm-2 s-1 TeV-1; 100 GeV = 0.1 TeV."""
+    data = xr.Dataset(
+        {"dnde": ("energy", [1e-9, 2e-9], {"units": "m-2 s-1 GeV-1"})},
+        coords={"e_ref": ("energy", [100.0, 1000.0], {"units": "GeV"})},
+    )
+    points = FluxPoints(data)
+    np.testing.assert_allclose(points.dnde.values, [1e-10, 2e-10], rtol=1e-12)
+    np.testing.assert_allclose(points.e_ref.values, [0.1, 1.0], rtol=1e-12)
+    assert "e_ref" in points.data.coords
+    np.testing.assert_array_equal(points.is_ul.values, [False, False])
+    with pytest.raises(u.UnitConversionError, match="'dnde' has units"):
+        FluxPoints(data.assign(dnde=data["dnde"].assign_attrs(units="cm-2 s-1")))
+    with pytest.raises(ValueError, match="the variable 'dnde'"):
+        FluxPoints(data.drop_vars("dnde"))
+
+
 @pytest.mark.parametrize("sed_type", SED_TYPES)
 @pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".fits.gz"])
 def test_write_read_round_trip(crab_points, tmp_path, sed_type, suffix):
@@ -160,7 +177,10 @@ def test_from_table_reads_likelihood_norms():
     table["norm"] = [1.2, 0.8]
     table["norm_err"] = [0.1, 0.2]
     table["ts"] = [30.0, 9.0]
+    table["stat_scan"] = np.arange(6.0).reshape(2, 3)
     points = FluxPoints.from_table(table)
+    assert points.data["stat_scan"].dims == ("energy", "stat_scan_dim_1")
+    np.testing.assert_array_equal(points.to_table()["stat_scan"], table["stat_scan"])
     np.testing.assert_allclose(points.dnde.values, [1.2e-11, 1.6e-12])
     np.testing.assert_allclose(points.data["dnde_err"].values, [1e-12, 4e-13])
     np.testing.assert_allclose(points.data["ts"].values, [30.0, 9.0])

@@ -89,11 +89,15 @@ class FluxPoints:
     ------
     ValueError
         If ``data`` has no ``energy`` dimension, no ``e_ref`` or no ``dnde``.
+    astropy.units.UnitConversionError
+        If the ``units`` attr of an energy or ``dnde`` variable has the wrong
+        physical type (other units of the right type are converted; a missing
+        attr means TeV, respectively cm-2 s-1 TeV-1).
 
     Examples
     --------
     >>> points = FluxPoints.read("sed.fits")  # doctest: +SKIP
-    >>> points.e2dnde.sel(energy=0)  # doctest: +SKIP
+    >>> points.e2dnde.isel(energy=0)  # doctest: +SKIP
     """
 
     def __init__(self, data: xr.Dataset, reference_model: SpectralModel | None = None):
@@ -111,7 +115,7 @@ class FluxPoints:
                 f"FluxPoints needs {', '.join(problems)}; got dims {dict(data.sizes)}, "
                 f"coords {list(data.coords)}, variables {list(data.data_vars)}"
             )
-        data = data.copy()
+        data = _canonical_units(data)
         if "is_ul" not in data:
             data["is_ul"] = xr.zeros_like(data["dnde"], dtype=bool).assign_attrs(units="")
         if reference_model is not None:
@@ -413,6 +417,24 @@ def _check_reference_model(model):
         raise TypeError(f"reference_model must be a SpectralModel, got {type(model).__name__}")
     if model.dnde_unit != _SED_UNITS["dnde"]:
         raise ValueError(f"reference_model must give dnde in cm-2 s-1 TeV-1, got {model.dnde_unit}")
+
+
+def _canonical_units(data: xr.Dataset) -> xr.Dataset:
+    """A copy with the energies in TeV and the ``dnde`` family in cm-2 s-1 TeV-1."""
+    data = data.copy()
+    targets = {name: _ENERGY_UNIT for name in _ENERGY_COLUMNS}
+    targets.update({f"dnde{suffix}": _SED_UNITS["dnde"] for suffix in _SUFFIXES})
+    for name, unit in targets.items():
+        if name not in data.variables:
+            continue
+        given = u.Unit(data[name].attrs.get("units", unit))
+        try:
+            scale = given.to(unit)
+        except u.UnitConversionError as err:
+            raise u.UnitConversionError(f"FluxPoints: {name!r} has units {given}, expected {unit}") from err
+        converted = data[name] * scale if scale != 1 else data[name]
+        data[name] = converted.assign_attrs(units=unit_string(unit))
+    return data
 
 
 def _dnde_to(sed_type: str, data: xr.Dataset, model: SpectralModel) -> xr.DataArray:
