@@ -78,6 +78,15 @@ def correlation_table(parameters) -> str:
     return "\n".join(lines)
 
 
+def correlate(values, binsz: float, radius_deg: float):
+    """Sum of an image's ``values`` within ``radius_deg`` of each pixel (pixels of ``binsz`` deg)."""
+    from scipy.signal import fftconvolve
+
+    n = int(np.ceil(radius_deg / binsz))
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1] * binsz
+    return fftconvolve(values, (np.hypot(xx, yy) <= radius_deg).astype(float), mode="same")
+
+
 def save(ax, path: Path):
     """Save the figure of ``ax`` and close it."""
     import matplotlib.pyplot as plt

@@ -17,9 +17,17 @@ import time
 
 import astropy.units as u
 import numpy as np
-from _crab import CRAB, compare, correlation_table, parse, parser, reference, save
+from _crab import (
+    CRAB,
+    compare,
+    correlate,
+    correlation_table,
+    parse,
+    parser,
+    reference,
+    save,
+)
 from regions import CircleSkyRegion
-from scipy.signal import fftconvolve
 
 from xgamma.axes import MapAxis
 from xgamma.data import DataStore
@@ -27,8 +35,14 @@ from xgamma.datasets import DaskDatasets, Datasets, MapDataset, stack_datasets
 from xgamma.fit import Fit
 from xgamma.geom import WcsGeom
 from xgamma.makers import FoVBackgroundMaker, MapDatasetMaker, SafeMaskMaker
-from xgamma.modeling import FoVBackgroundModel, Models, PointSpatialModel, PowerLawSpectralModel, SkyModel
 from xgamma.maps import cutout
+from xgamma.modeling import (
+    FoVBackgroundModel,
+    Models,
+    PointSpatialModel,
+    PowerLawSpectralModel,
+    SkyModel,
+)
 from xgamma.plotting import plot_map
 
 
@@ -50,13 +64,9 @@ def run_fit(datasets, title, ref):
 
 def residual_significance(dataset, radius_deg=0.1):
     """(counts - npred) / sqrt(npred), both summed over energy and within ``radius_deg`` of each pixel."""
-    binsz = dataset.geom.binsz[0]
-    n = int(np.ceil(radius_deg / binsz))
-    yy, xx = np.mgrid[-n:n + 1, -n:n + 1] * binsz
-    disk = (np.hypot(xx, yy) <= radius_deg).astype(float)
-    mask = dataset.mask_safe.values
-    counts = fftconvolve(np.where(mask, dataset.counts.values, 0).sum(0), disk, mode="same")
-    npred = fftconvolve(np.where(mask, dataset.npred().values, 0).sum(0), disk, mode="same")
+    binsz, mask = dataset.geom.binsz[0], dataset.mask_safe.values
+    counts = correlate(np.where(mask, dataset.counts.values, 0).sum(0), binsz, radius_deg)
+    npred = correlate(np.where(mask, dataset.npred().values, 0).sum(0), binsz, radius_deg)
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.where(npred > 1e-3, (counts - npred) / np.sqrt(npred), np.nan)
     image = dataset.counts.isel(energy=0, drop=True).copy(data=values)

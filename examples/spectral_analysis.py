@@ -24,7 +24,11 @@ from xgamma.data import DataStore
 from xgamma.datasets import Datasets, SpectrumDataset
 from xgamma.fit import Fit
 from xgamma.geom import RegionGeom, WcsGeom
-from xgamma.makers import ReflectedRegionsBackgroundMaker, SafeMaskMaker, SpectrumDatasetMaker
+from xgamma.makers import (
+    ReflectedRegionsBackgroundMaker,
+    SafeMaskMaker,
+    SpectrumDatasetMaker,
+)
 from xgamma.modeling import (
     ExpCutoffPowerLawSpectralModel,
     LogParabolaSpectralModel,
@@ -66,7 +70,7 @@ def plot_counts(dataset, path):
     """Counts, OFF background and predicted counts per energy bin, with the residuals below."""
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6, 5), height_ratios=(3, 1))
+    _, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6, 5), height_ratios=(3, 1))
     mask = dataset.mask_safe.values
     energy = dataset.energy_axis
     centres, edges = energy.center.to_value("TeV"), energy.edges.to_value("TeV")
