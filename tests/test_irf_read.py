@@ -31,10 +31,11 @@ TABLE_CASES = [
     (HESS, "AEFF", EffectiveAreaTable2D, "EFFAREA", ("offset", "energy_true"), 1e4),
     (HESS, "EDISP", EnergyDispersion2D, "MATRIX", ("offset", "migra", "energy_true"), 1.0),
     (HESS, "PSF", PSFTable, "RPSF", ("rad", "offset", "energy_true"), 1.0),
-    (HESS, "BKG", Background3D, "BKG", ("energy", "fov_lat", "fov_lon"), 1e6),
+    # energy-slowest BKG_3D arrays hold DETX, DETY in C order (fits the empty fields: test_irf_physics.py)
+    (HESS, "BKG", Background3D, "BKG", ("energy", "fov_lon", "fov_lat"), 1e6),
     (CTA1DC, "EFFECTIVE AREA", EffectiveAreaTable2D, "EFFAREA", ("offset", "energy_true"), 1e4),
     (CTA1DC, "ENERGY DISPERSION", EnergyDispersion2D, "MATRIX", ("offset", "migra", "energy_true"), 1.0),
-    (CTA1DC, "BACKGROUND", Background3D, "BGD", ("energy", "fov_lat", "fov_lon"), 1e6),
+    (CTA1DC, "BACKGROUND", Background3D, "BGD", ("energy", "fov_lon", "fov_lat"), 1e6),
     (PROD5_N, "EFFECTIVE AREA", EffectiveAreaTable2D, "EFFAREA", ("offset", "energy_true"), 1e4),
     (PROD5_N, "ENERGY DISPERSION", EnergyDispersion2D, "MATRIX", ("offset", "migra", "energy_true"), 1.0),
     # Prod5 orders its axis columns ENERG, DETX, DETY: energy is the fastest FITS axis

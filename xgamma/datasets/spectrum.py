@@ -20,8 +20,8 @@ edisp              (energy_true, energy)    ""       reco-energy kernel
 background         (energy,)                ""       SpectrumDataset only
 mask_safe          (energy,) bool           ""
 mask_fit           (energy,) bool           ""       optional
-exposure_irf       (energy_true,)           cm2 s    without containment: edisp
-                                                     stacking weight (optional)
+exposure_irf       (energy_true,)           cm2 s    without containment correction:
+                                                     the edisp's stacking weight
 counts_off         (energy,)                ""       On/Off only
 acceptance         (energy,)                ""       On/Off only
 acceptance_off     (energy,)                ""       On/Off only
@@ -115,6 +115,7 @@ class SpectrumDataset(FitMixin, Dataset):
                 "counts": counts,
                 "background": geom.to_dataarray(unit="", dtype=float),
                 "exposure": geom_true.to_dataarray(unit="cm2 s", dtype=float),
+                "exposure_irf": geom_true.to_dataarray(unit="cm2 s", dtype=float),
                 "edisp": edisp,
                 "mask_safe": geom.to_dataarray(data=np.zeros(geom.data_shape, dtype=bool)),
                 "livetime": xr.DataArray(0.0, attrs={"units": "s"}),

@@ -31,6 +31,8 @@ observations and sky tiles in any order.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import xarray as xr
 
@@ -50,6 +52,7 @@ def _header(attrs_wcs: str):
     return fits.Header.fromstring(attrs_wcs, sep="\n")
 
 
+@functools.lru_cache(maxsize=64)  # header parsing is slow; every variable of a cutout asks again
 def pixel_offset(parent_wcs: str, child_wcs: str) -> tuple[int, int]:
     """Integer pixel offset ``(dy, dx)`` of a cutout in its parent grid.
 
@@ -132,7 +135,11 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
             weight = weight.where(_irf_mask(mask_image, data, data["exposure_irf"]), 0.0)
         out["exposure_irf"] = weight
     elif "exposure" in out:
-        weight = out["exposure"]  # region datasets: IRFs share the exposure's (only) position
+        # region datasets: IRFs share the exposure's (only) position; the weight is stored so that
+        # datasets with and without a separate exposure_irf (containment correction) stack together
+        weight = out["exposure"]
+        if any(name in data for name in _WEIGHTED):
+            out["exposure_irf"] = weight
     if "exposure_irf" in out or "exposure" in out:
         for name in _WEIGHTED:
             if name in data:

@@ -21,6 +21,7 @@ import logging
 import astropy.units as u
 import numpy as np
 
+from ..io.fits import read_irf_table
 from ..units import quantity, to_value
 from .aeff import _given
 from .core import IRF
@@ -197,7 +198,12 @@ class Background2D(_Background):
 class Background3D(_Background):
     """Background rate versus reconstructed energy and FoV coordinates.
 
-    ``DETX`` becomes ``fov_lon`` and ``DETY`` ``fov_lat``. The FoV
+    ``DETX`` becomes ``fov_lon`` and ``DETY`` ``fov_lat``. Arrays stored
+    with energy as the slowest axis (numpy axis 0, as in the H.E.S.S. DR1 and
+    CTA 1DC files) hold the FoV axes in the order DETX, DETY of the spec's
+    recommended axis order, not in the reverse of the column order: the
+    H.E.S.S. empty-field runs fit this orientation far better (see
+    ``tests/test_irf_physics.py``), and Gammapy reads them the same way. The FoV
     alignment (``attrs['FOVALIGN']``: ``RADEC`` or ``ALTAZ``) is taken from
     the header; when it is missing, `DEFAULT_FOVALIGN` (RADEC) is assumed,
     ``attrs['FOVALIGN_ASSUMED']`` is set to True and a warning is logged.
@@ -211,6 +217,14 @@ class Background3D(_Background):
     tag = "bkg_3d"
     axis_names = ("energy", "fov_lon", "fov_lat")
     gadf_axes = {"ENERG": "energy", "DETX": "fov_lon", "DETY": "fov_lat"}
+
+    @classmethod
+    def from_hdu(cls, hdu_data):
+        table = read_irf_table(hdu_data, axes=tuple(cls.gadf_axes), data_columns=[cls.data_column])
+        (values, unit, dims), = table.data.values()
+        if dims[0] == "ENERG" and table.axes["DETX"][0].size == table.axes["DETY"][0].size:
+            dims = ("ENERG", "DETX", "DETY")  # C order of the recommended axis order (see the class docstring)
+        return cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data))
 
     @classmethod
     def _meta_from_header(cls, hdu_data) -> dict:

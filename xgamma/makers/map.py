@@ -33,6 +33,10 @@ class MapDatasetMaker:
         ``exposure_irf`` (their stacking weights).
     background_oversampling : int, optional
         Evaluate the background rate on ``n x n`` sub-pixels per pixel.
+    background_energy_integration : {"edges", "exact"}
+        ``"edges"`` (default, as Gammapy): a power law through the rates at
+        each energy bin's edges; ``"exact"``: the integral of the interpolated
+        IRF table (see `xgamma.makers.utils.integrate_background`).
     fov_rotation_step : str, float or `~astropy.units.Quantity`
         For ALTAZ-aligned BKG_3D: largest field rotation per time step
         (deg). Default ``"1 deg"``.
@@ -60,15 +64,17 @@ class MapDatasetMaker:
     """
 
     def __init__(self, selection=("counts", "exposure", "background", "psf", "edisp"), background_oversampling=None,
-                 fov_rotation_step="1 deg"):
+                 fov_rotation_step="1 deg", background_energy_integration="edges"):
         self.selection = selection
         self.background_oversampling = background_oversampling
         self.fov_rotation_step = fov_rotation_step
+        self.background_energy_integration = background_energy_integration
 
     def __repr__(self):
         return (
             f"MapDatasetMaker(selection={self.selection!r}, background_oversampling={self.background_oversampling!r}, "
-            f"fov_rotation_step={self.fov_rotation_step!r})"
+            f"fov_rotation_step={self.fov_rotation_step!r}, "
+            f"background_energy_integration={self.background_energy_integration!r})"
         )
 
     def _check(self, observation) -> list[str]:
@@ -135,7 +141,7 @@ class MapDatasetMaker:
             values = utils.make_background(
                 observation.bkg, geom, pointing, observation.ontime, gti=observation.gti,
                 location=observation.observatory_location, rotation_step=self.fov_rotation_step,
-                oversampling=self.background_oversampling,
+                oversampling=self.background_oversampling, energy_integration=self.background_energy_integration,
             )
             out["background"] = geom.to_dataarray(values)
         if {"psf", "edisp"} & set(selection):

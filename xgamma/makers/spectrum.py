@@ -296,10 +296,9 @@ class SpectrumDatasetMaker:
             data["exposure"].values[...] = self.make_exposure(dataset, observation, region, offsets, weights)
         if "edisp" in selection:
             data["edisp"].values[...] = self.make_edisp(dataset, observation, offsets, weights)
-            if self.containment_correction and "exposure" in selection:
-                # the edisp stacks weighted by the IRF exposure, not the containment-corrected one
-                exposure_irf = self.make_exposure_irf(dataset, observation, offsets, weights)
-                data["exposure_irf"] = data["exposure"].copy(data=exposure_irf)
+            # the edisp stacks weighted by the IRF exposure, not the containment-corrected one
+            exposure_irf = self.make_exposure_irf(dataset, observation, offsets, weights)
+            data["exposure_irf"] = data["exposure"].copy(data=exposure_irf)
         data["livetime"] = data["livetime"].copy(data=observation.livetime.to_value("s"))
         # every bin is usable until a SafeMaskMaker says otherwise (as MapDatasetMaker)
         data["mask_safe"] = data["mask_safe"].copy(data=np.ones(data["mask_safe"].shape, dtype=bool))

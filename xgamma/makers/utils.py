@@ -196,12 +196,8 @@ def _north_angle(gti, met, pointing, location):
 
 
 # ---- background ----------------------------------------------------------------
-def integrate_background(bkg, energy_edges, **coords) -> np.ndarray:
-    """Background rate integrated over reconstructed-energy bins, exactly for the interpolant.
-
-    Between table nodes the interpolated rate is a power law in energy, so the
-    integral is evaluated on the union of the bin edges and the table's energy
-    nodes and edges, with the power-law rule on each segment.
+def integrate_background(bkg, energy_edges, method="edges", **coords) -> np.ndarray:
+    """Background rate integrated over reconstructed-energy bins.
 
     Parameters
     ----------
@@ -209,6 +205,14 @@ def integrate_background(bkg, energy_edges, **coords) -> np.ndarray:
         Background model.
     energy_edges : `~astropy.units.Quantity` or array-like
         ``n + 1`` reconstructed-energy edges (plain numbers in TeV).
+    method : {"edges", "exact"}
+        ``"edges"`` (default, Gammapy's rule, so that fitted background norms
+        and statistics compare with its numbers): the power law through the
+        rates at each bin's two edges. ``"exact"``: the integral of the
+        interpolated table (between table nodes the interpolant is a power
+        law in energy, so the power-law rule is applied on the union of the
+        bin edges and the table's energy nodes); the two differ by a few
+        per cent in bins wider than the table's node spacing.
     **coords : array-like
         The spatial coordinates (``offset`` or ``fov_lon``/``fov_lat``, deg),
         broadcast shape ``S``.
@@ -219,7 +223,12 @@ def integrate_background(bkg, energy_edges, **coords) -> np.ndarray:
         Shape ``(n,) + S``, in ``s-1 sr-1``.
     """
     edges = np.asarray(to_value(energy_edges, "TeV", "energy_edges"), dtype=float)
-    samples, segment_to_bin = _energy_segments(bkg.axes["energy"], edges)
+    if method == "edges":
+        samples, segment_to_bin = edges, np.eye(edges.size - 1)
+    elif method == "exact":
+        samples, segment_to_bin = _energy_segments(bkg.axes["energy"], edges)
+    else:
+        raise ValueError(f"background energy integration method must be 'edges' or 'exact', got {method!r}")
     log_rate = _log_on_nodes(bkg, coords, energy=samples)  # S + (nsample,), log(s-1 TeV-1 sr-1)
     per_point = log_rate.reshape(-1, samples.size)
     rate = np.empty((per_point.shape[0], edges.size - 1))
@@ -307,7 +316,7 @@ def _log_on_nodes(irf, coords, **fixed):
 
 
 def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rotation_step="1 deg",
-                    oversampling=None) -> np.ndarray:
+                    oversampling=None, energy_integration="edges") -> np.ndarray:
     """Predicted background counts from the IRF background rate.
 
     ``N(E_bin, pixel) = t_obs x dOmega_pixel x integral over E_bin of R(E, fov(pixel)) dE``,
@@ -332,7 +341,9 @@ def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rot
         Largest FoV rotation within one ALTAZ time step (deg). Default 1 deg.
     oversampling : int, optional
         Evaluate the rate on ``oversampling**2`` sub-pixels of each pixel and
-        average (the energy integral is already exact for the interpolant).
+        average.
+    energy_integration : {"edges", "exact"}
+        How the rate is integrated over each energy bin (`integrate_background`).
 
     Returns
     -------
@@ -347,16 +358,16 @@ def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rot
     lon, lat = fine.get_coord()
     sky = SkyCoord(lon, lat, unit="deg", frame=fine.frame)
     if "offset" in bkg.axis_names:
-        rate = integrate_background(bkg, edges, offset=sky.separation(pointing).deg)
+        rate = integrate_background(bkg, edges, energy_integration, offset=sky.separation(pointing).deg)
     elif bkg.fov_alignment == "RADEC":
         fov_lon, fov_lat = fov_coordinates(sky, pointing, "RADEC")
-        rate = integrate_background(bkg, edges, fov_lon=fov_lon, fov_lat=fov_lat)
+        rate = integrate_background(bkg, edges, energy_integration, fov_lon=fov_lon, fov_lat=fov_lat)
     else:
         if gti is None or location is None:
             raise ValueError("an ALTAZ-aligned BKG_3D needs the GTI and the observatory location")
         times, weights = altaz_time_steps(gti, pointing, location, rotation_step)
         fov_lon, fov_lat = fov_coordinates(sky, pointing, "ALTAZ", obstime=times, location=location)
-        rate = integrate_background(bkg, edges, fov_lon=fov_lon, fov_lat=fov_lat)  # (energy, time, y, x)
+        rate = integrate_background(bkg, edges, energy_integration, fov_lon=fov_lon, fov_lat=fov_lat)  # (E, t, y, x)
         rate = np.tensordot(weights / weights.sum(), rate, axes=([0], [1]))
     counts = rate * fine.solid_angle().values * to_value(ontime, "s", "ontime")
     if factor > 1:
