@@ -6,21 +6,28 @@ Layout of a store (Zarr format 3, any fsspec URL)::
                      variable with a leading ``slot`` dimension of size 2
     <url>/stacked    the finished dataset (`from_sums` of the current sums)
     <url>/ledger/<layer>/<iy>-<ix>.json
-                     per tile: which slot is current and which observations
-                     it holds
+                     per tile: which slot is current, which observations
+                     it holds, and whether ``stacked`` shows that slot
 
 The sky is cut into tiles that are whole Zarr chunks: ``main`` tiles on the
 ``y``/``x`` grid, ``irf`` tiles on ``y_irf``/``x_irf``, and one ``scalar``
 tile for variables without sky dims. Each tile is updated by one task that
 reads the current slot, adds the observations its ledger does not list yet,
-writes the *other* slot and only then rewrites the ledger (one atomic write)
-to point at it. A task that dies before the ledger write leaves the tile as
-it was, so a re-run adds those observations exactly once: an observation is
+writes the *other* slot (and, unless more updates of the tile follow, its
+``stacked`` region) and only then rewrites the ledger (one atomic write) to
+point at it. A task that dies before the ledger write leaves the tile as it
+was, so a re-run adds those observations exactly once: an observation is
 never counted twice, and an interrupted run resumes where it stopped.
+
+The template (metadata of every array, coordinates) is written directly with
+zarr, concurrently, in the layout xarray reads (``stacked`` opens with
+`xgamma.io.zarr.read_zarr`); ``sums`` is read by this class only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -33,7 +40,11 @@ from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.api.asynchronous
+import zarr.core.sync
 from zarr.codecs import BloscCodec
+from zarr.core.group import GroupMetadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from .. import __version__
 from ..datasets.stacking import IRF_SPATIAL, MASK_VARIABLES, SPATIAL, from_sums, pixel_offset
@@ -78,15 +89,15 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def sums_layout(layout: xr.Dataset) -> xr.Dataset:
-    """Lazy zeros in the form of `to_sums` output for a dataset layout."""
+def sums_layout(layout: xr.Dataset) -> dict:
+    """The variables of `to_sums` output for a dataset layout: name -> (dims, shape, dtype, attrs)."""
     variables = {}
     for name, var in layout.data_vars.items():
-        dtype = np.int32 if name in MASK_VARIABLES else np.float64
-        variables[name] = xr.DataArray(da.zeros(var.shape, dtype=dtype, chunks=var.chunks or -1), dims=var.dims, attrs=var.attrs)
+        dtype = np.dtype(np.int32 if name in MASK_VARIABLES else np.float64)
+        variables[name] = (var.dims, var.shape, dtype, var.attrs)
     if "counts_off" in layout:
-        variables["background_off"] = variables["counts_off"].copy()
-    return xr.Dataset(variables, coords=layout.coords, attrs=layout.attrs)
+        variables["background_off"] = variables["counts_off"]
+    return variables
 
 
 class StackStore:
@@ -122,18 +133,19 @@ class StackStore:
         if "xgamma_stack" not in self.attrs:
             raise ValueError(f"{self.url!r} is a Zarr store but not an xgamma stack store (no 'xgamma_stack' attr)")
         self.tile_size = {k: tuple(v) for k, v in self.attrs["xgamma_stack"]["tile_size"].items()}
+        sums_arrays, stacked_arrays = dict(sums.arrays()), dict(stacked.arrays())  # metadata read concurrently
         #: name -> (dims without slot, shape without slot, layer)
         self.arrays = {}
-        for name in sums.array_keys():
-            dims = _dims(sums[name])
+        for name, array in sums_arrays.items():
+            dims = _dims(array)
             if dims[:1] == ("slot",):  # data variables; coordinates have no slot
-                self.arrays[name] = (dims[1:], tuple(sums[name].shape[1:]), layer_of_dims(dims[1:]))
+                self.arrays[name] = (dims[1:], tuple(array.shape[1:]), layer_of_dims(dims[1:]))
         #: layer -> WCS header string of the full grid
         self.wcs = {}
-        for name in self.arrays:
-            if name in stacked and "wcs" in stacked[name].attrs:
-                self.wcs.setdefault(self.arrays[name][2], stacked[name].attrs["wcs"])
-        self.irf_units = {n: stacked[n].attrs.get("units", "") for n in ("psf", "edisp") if n in stacked}
+        for name, (_, _, layer) in self.arrays.items():
+            if name in stacked_arrays and "wcs" in stacked_arrays[name].attrs:
+                self.wcs.setdefault(layer, stacked_arrays[name].attrs["wcs"])
+        self.irf_units = {n: stacked_arrays[n].attrs.get("units", "") for n in ("psf", "edisp") if n in stacked_arrays}
 
     def __repr__(self):
         n_tiles = {layer: len(self.tiles(layer)) for layer in self.layers}
@@ -177,15 +189,22 @@ class StackStore:
                 )
             return store
         tiles = {"main": tuple(int(n) for n in tile_size), "irf": tuple(int(n) for n in irf_tile_size), "scalar": ()}
-        sums = _zeros_like(sums_layout(layout), tiles, slots=2)
-        stacked = _zeros_like(layout, tiles)
         stack_info = {"config_hash": digest, "config": config, "tile_size": tiles}
-        sums.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_stack=stack_info))
-        stacked.attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_object="Dataset"))
-        options = _zarr_options(url, storage_options)
-        # "sums" is written last: its attrs mark a complete template
-        for name, target in (("stacked", stacked), ("sums", sums)):
-            target.to_zarr(url, group=name, mode="w", compute=False, zarr_format=3, consolidated=False, storage_options=options)
+        stacked_attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_object="Dataset"))
+        nodes = {"stacked": GroupMetadata(attributes=stacked_attrs)}
+        for name, (dims, shape, dtype, attrs) in sums_layout(layout).items():
+            chunks = (1, *_chunks(dims, shape, tiles))
+            nodes[f"sums/{name}"] = _array_metadata(("slot", *dims), (2, *shape), chunks, dtype, attrs)
+        for name, var in layout.data_vars.items():
+            attrs = dict(var.attrs, coordinates=_coordinates_attr(var, layout))
+            nodes[f"stacked/{name}"] = _array_metadata(var.dims, var.shape, _chunks(var.dims, var.shape, tiles), var.dtype, attrs)
+        for name, coord in layout.coords.items():
+            nodes[f"stacked/{name}"] = _array_metadata(coord.dims, coord.shape, coord.shape, coord.dtype, coord.attrs)
+        store = _zarr_store(url, storage_options)
+        zarr.core.sync.sync(_create_nodes(store, nodes, {f"stacked/{name}": coord.values for name, coord in layout.coords.items()}))
+        # the "sums" attrs mark a complete template: written last
+        sums_attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_stack=stack_info))
+        zarr.open_group(store, mode="r+", path="sums").update_attributes(sums_attrs)  # one write
         return cls(url, storage_options)
 
     # ---- tiles ----------------------------------------------------------------
@@ -263,16 +282,21 @@ class StackStore:
 
     def ledger(self, tile: Tile) -> tuple[int, list[int]]:
         """``(current slot, obs ids held)`` of a tile; ``(0, [])`` before its first update."""
+        entry = self._ledger_entry(tile)
+        return entry["slot"], entry["obs_ids"]
+
+    def _ledger_entry(self, tile: Tile) -> dict:
+        """``{"slot", "obs_ids", "finished"}``; ``finished``: the stacked product shows the current slot."""
         fs, path = self._ledger_path(tile)
         try:
             entry = json.loads(fs.cat_file(path))
         except FileNotFoundError:
-            return 0, []
-        return int(entry["slot"]), [int(i) for i in entry["obs_ids"]]
+            return {"slot": 0, "obs_ids": [], "finished": True}
+        return {"slot": int(entry["slot"]), "obs_ids": [int(i) for i in entry["obs_ids"]], "finished": bool(entry.get("finished"))}
 
-    def _write_ledger(self, tile: Tile, slot: int, obs_ids) -> None:
+    def _write_ledger(self, tile: Tile, slot: int, obs_ids, finished: bool) -> None:
         fs, path = self._ledger_path(tile)
-        payload = json.dumps({"slot": slot, "obs_ids": sorted(int(i) for i in obs_ids)}).encode()
+        payload = json.dumps({"slot": slot, "obs_ids": sorted(int(i) for i in obs_ids), "finished": finished}).encode()
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if isinstance(fs, LocalFileSystem):
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -284,17 +308,25 @@ class StackStore:
         else:
             fs.pipe_file(path, payload)  # a single PUT: atomic on object stores
 
-    def held(self) -> dict:
-        """obs id -> set of tile keys that hold it."""
+    def ledgers(self) -> dict:
+        """`Tile` -> its ledger entry (see `_ledger_entry`), for every tile of the store."""
+        return {tile: self._ledger_entry(tile) for layer in self.layers for tile in self.tiles(layer)}
+
+    def held(self, ledgers=None) -> dict:
+        """obs id -> set of tile keys that hold it (from ``ledgers`` when given, else read)."""
         held = {}
-        for layer in self.layers:
-            for tile in self.tiles(layer):
-                for obs_id in self.ledger(tile)[1]:
-                    held.setdefault(obs_id, set()).add(tile.key)
+        for tile, entry in (ledgers or self.ledgers()).items():
+            for obs_id in entry["obs_ids"]:
+                held.setdefault(obs_id, set()).add(tile.key)
         return held
 
+    @staticmethod
+    def unfinished(ledgers) -> list[Tile]:
+        """Tiles whose stacked product lags their sums (a run stopped between the two)."""
+        return [tile for tile, entry in ledgers.items() if not entry["finished"]]
+
     # ---- updates --------------------------------------------------------------
-    def update_tile(self, tile: Tile, pieces) -> list[int]:
+    def update_tile(self, tile: Tile, pieces, finish=True) -> list[int]:
         """Add observations' pieces to one tile (each tile has one writer at a time).
 
         Parameters
@@ -302,17 +334,24 @@ class StackStore:
         tile : `Tile`
         pieces : list of (int, dict)
             ``(obs_id, piece)`` with ``piece`` from `split` for this tile.
+        finish : bool
+            Also write the tile's stacked product (skip it when more updates
+            of the tile follow soon).
 
         Returns
         -------
         list of int
             Observations added now; those the tile already holds are skipped.
         """
-        slot, held = self.ledger(tile)
+        entry = self._ledger_entry(tile)
+        slot, held = entry["slot"], set(entry["obs_ids"])
         new = [(obs_id, piece) for obs_id, piece in pieces if obs_id not in held]
         if not new:
+            if finish and not entry["finished"]:
+                self.finish_tile(tile)
             return []
         group = self._group("sums", mode="r+")
+        sums = {}
         for name, (dims, shape, layer) in self.arrays.items():
             if layer != tile.layer:
                 continue
@@ -326,7 +365,11 @@ class StackStore:
                     where, values = piece[name]
                     block[where] += values
             group[name][(1 - slot, *index)] = block
-        self._write_ledger(tile, 1 - slot, set(held) | {obs_id for obs_id, _ in new})
+            sums[name] = xr.DataArray(block, dims=dims)
+        if finish:
+            self._write_stacked(tile, xr.Dataset(sums))
+        # the ledger write commits the update: a task dying before it leaves the tile as it was
+        self._write_ledger(tile, 1 - slot, held | {obs_id for obs_id, _ in new}, finished=finish)
         return [obs_id for obs_id, _ in new]
 
     def read_sums(self, tile: Tile | None = None) -> xr.Dataset:
@@ -349,7 +392,11 @@ class StackStore:
 
     def finish_tile(self, tile: Tile) -> None:
         """Write the finished dataset of one tile from its current sums."""
-        sums = self.read_sums(tile)
+        entry = self._ledger_entry(tile)
+        self._write_stacked(tile, self.read_sums(tile))
+        self._write_ledger(tile, entry["slot"], entry["obs_ids"], finished=True)
+
+    def _write_stacked(self, tile: Tile, sums: xr.Dataset) -> None:
         stacked = from_sums(sums, units=self.irf_units)
         group = self._group("stacked", mode="r+")
         for name in stacked.data_vars:
@@ -357,11 +404,10 @@ class StackStore:
             dims = _dims(array)
             array[tile.index(dims)] = stacked[name].transpose(*dims).values.astype(array.dtype)
 
-    def record_obs_ids(self) -> list[int]:
+    def record_obs_ids(self, ledgers=None) -> list[int]:
         """Write the ids of the observations held into the stacked group's attrs."""
-        obs_ids = sorted(self.held())
-        group = self._group("stacked", mode="r+")
-        group.attrs.update({"obs_ids": obs_ids})
+        obs_ids = sorted(self.held(ledgers))
+        self._group("stacked", mode="r+").update_attributes({"obs_ids": obs_ids})
         return obs_ids
 
     def read(self, chunks=None) -> xr.Dataset:
@@ -379,19 +425,53 @@ def _block_shape(shape, dims, index) -> tuple:
     return tuple(len(range(*i.indices(n))) if isinstance(i, slice) else n for n, i in zip(shape, index))
 
 
-def _zeros_like(layout: xr.Dataset, tiles: dict, slots=None) -> xr.Dataset:
-    """Lazy zeros with the layout's variables, chunked by tile (plus a leading ``slot`` dim)."""
-    variables = {}
-    for name, var in layout.data_vars.items():
-        shape, chunks, dims = var.shape, _chunks(var.dims, var.shape, tiles), var.dims
-        if slots:
-            shape, chunks, dims = (slots, *shape), (1, *chunks), ("slot", *dims)
-        zeros = xr.Variable(dims, da.zeros(shape, dtype=var.dtype, chunks=chunks), json_attrs(var.attrs))
-        # unwritten chunks read as zero (not NaN), and zero is no missing value; tiles are
-        # rewritten at every update, so a fast codec beats a dense one
-        zeros.encoding = {"fill_value": np.zeros((), dtype=var.dtype).item(), "compressors": (_FAST_CODEC,)}
-        variables[name] = zeros
-    return xr.Dataset(variables, coords=layout.coords)
+def _array_metadata(dims, shape, chunks, dtype, attrs) -> ArrayV3Metadata:
+    """Metadata of one array, in the form xarray writes and reads.
+
+    Unwritten chunks read as zero (the Zarr fill value); the ``_FillValue``
+    attr (NaN for floats, none otherwise) tells xarray that zero is not a
+    missing value. Tiles are rewritten at every update, so a fast codec
+    beats a dense one.
+    """
+    dtype = np.dtype(dtype)
+    attrs = json_attrs({k: v for k, v in attrs.items() if v is not None})
+    if dtype.kind == "f":
+        attrs["_FillValue"] = _NAN_FILL_VALUE
+    fill_value = False if dtype.kind == "b" else 0
+    return ArrayV3Metadata.from_dict({
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill_value,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, _FAST_CODEC],
+        "attributes": attrs,
+        "dimension_names": list(dims),
+    })
+
+
+#: xarray's encoding of a NaN ``_FillValue`` attr for float64 (base64 of the little-endian bytes)
+_NAN_FILL_VALUE = base64.b64encode(np.array(np.nan, dtype="<f8").tobytes()).decode()
+
+
+def _coordinates_attr(var, layout) -> str | None:
+    """CF ``coordinates`` attr: the non-index coordinates on the variable's dims (how xarray finds them)."""
+    names = sorted(name for name, coord in layout.coords.variables.items() if name not in layout.dims and set(coord.dims) <= set(var.dims))
+    return " ".join(names) or None
+
+
+async def _create_nodes(store, nodes, values):
+    """Create the nodes (concurrently), then write ``values`` (path -> array) to theirs (concurrently)."""
+    created = {path: node async for path, node in zarr.api.asynchronous.create_hierarchy(store=store, nodes=nodes, overwrite=True)}
+    await asyncio.gather(*(created[path].setitem(Ellipsis, array) for path, array in values.items()))
+
+
+def _zarr_store(url, storage_options):
+    if "://" in str(url):
+        return zarr.storage.FsspecStore.from_url(str(url), storage_options=storage_options or None)
+    return zarr.storage.LocalStore(str(url))
 
 
 def layer_of_dims(dims) -> str:

@@ -14,7 +14,8 @@ How `reduce` works: observations are processed in batches. In a batch, one
 task per observation reads its DL3 files on the worker, cuts the target
 around the pointing, runs the makers, turns the result into additive sums and
 splits them by sky tile; then one task per touched tile adds the batch's
-pieces to the store. A batch's data is released before the next starts, so
+pieces to the store (and, in the last batch touching the tile, writes its
+stacked product). A batch's data is released before the next starts, so
 peak memory depends on the batch size, not on the number of observations.
 """
 
@@ -166,11 +167,11 @@ def _piece_for(pieces, tile):
     return pieces.get(tile, {})
 
 
-def _update(store, tile, obs_ids, *pieces):
-    return store.update_tile(tile, list(zip(obs_ids, pieces)))
+def _update(store, tile, obs_ids, finish, *pieces):
+    return store.update_tile(tile, list(zip(obs_ids, pieces)), finish=finish)
 
 
-def _finish(store, tile, *_):
+def _finish(store, tile):
     store.finish_tile(tile)
     return tile.key
 
@@ -275,12 +276,14 @@ def reduce(
             get = active if isinstance(active, str) else active.get
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
             size = batch_size or max(8, 4 * threads)
-            touched = _run_batches(pending, footprints, lazy_target, makers, cutout_width, stack, size, get, progress)
-            stale = touched | _unfinished(stack)
+            batches = [pending[start : start + size] for start in range(0, len(pending), size)]
+            _run_batches(batches, footprints, lazy_target, makers, cutout_width, stack, get, progress)
+            ledgers = stack.ledgers()
+            # tiles a stopped run updated without writing their stacked product
+            stale = stack.unfinished(ledgers)
             if stale:
-                dask.compute(*[delayed(_finish)(stack, tile) for tile in sorted(stale, key=lambda t: t.key)], scheduler=get)
-                _mark_finished(stack, stale)
-            stack.record_obs_ids()
+                dask.compute(*[delayed(_finish)(stack, tile) for tile in stale], scheduler=get)
+            stack.record_obs_ids(ledgers)
         result = stack.read(chunks={})
         return type(target)(result.load() if temporary else result)
     finally:
@@ -288,29 +291,30 @@ def reduce(
             shutil.rmtree(url, ignore_errors=True)
 
 
-def _run_batches(pending, footprints, target, makers, cutout_width, stack, size, get, progress):
+def _run_batches(batches, footprints, target, makers, cutout_width, stack, get, progress):
+    """One graph per batch: a task per observation, then a task per touched tile.
+
+    A tile writes its stacked product in the last batch that touches it.
+    """
     from tqdm.auto import tqdm
 
-    touched = set()
-    bar = tqdm(total=len(pending), desc="reducing observations", unit="obs", disable=not progress)
+    last_batch = {tile: k for k, batch in enumerate(batches) for obs in batch for tile in footprints[id(obs)]}
+    bar = tqdm(total=sum(map(len, batches)), desc="reducing observations", unit="obs", disable=not progress)
     try:
-        for start in range(0, len(pending), size):
-            batch = pending[start : start + size]
-            graph = []
+        for k, batch in enumerate(batches):
             by_tile = {}
             for obs in batch:
                 pieces = delayed(_pieces, pure=False)(obs, target, makers, cutout_width, stack)
                 for tile in footprints[id(obs)]:
                     by_tile.setdefault(tile, []).append((int(obs.obs_id), delayed(_piece_for)(pieces, tile)))
-            for tile, entries in by_tile.items():
-                ids = [obs_id for obs_id, _ in entries]
-                graph.append(delayed(_update, pure=False)(stack, tile, ids, *[piece for _, piece in entries]))
+            graph = [
+                delayed(_update, pure=False)(stack, tile, [i for i, _ in entries], last_batch[tile] == k, *[p for _, p in entries])
+                for tile, entries in by_tile.items()
+            ]
             dask.compute(*graph, scheduler=get)
-            touched.update(by_tile)
             bar.update(len(batch))
     finally:
         bar.close()
-    return touched
 
 
 def _tiles_of(observation, stack, target, cutout_width):
@@ -327,42 +331,3 @@ def _tiles_of(observation, stack, target, cutout_width):
 def _is_complete(observation, held, footprint) -> bool:
     tiles = held.get(int(observation.obs_id))
     return bool(tiles) and {t.key for t in footprint} <= tiles
-
-
-def _finished_path(stack):
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(stack.url, **stack.storage_options)
-    return fs, f"{root.rstrip('/')}/ledger/finished.json"
-
-
-def _unfinished(stack) -> set:
-    """Tiles updated since the stacked product was last written."""
-    import json
-
-    fs, path = _finished_path(stack)
-    try:
-        finished = json.loads(fs.cat_file(path))
-    except FileNotFoundError:
-        finished = {}
-    stale = set()
-    for layer in stack.layers:
-        for tile in stack.tiles(layer):
-            slot, ids = stack.ledger(tile)
-            if ids and finished.get(tile.key) != [slot, len(ids)]:
-                stale.add(tile)
-    return stale
-
-
-def _mark_finished(stack, tiles) -> None:
-    import json
-
-    fs, path = _finished_path(stack)
-    try:
-        finished = json.loads(fs.cat_file(path))
-    except FileNotFoundError:
-        finished = {}
-    for tile in tiles:
-        slot, ids = stack.ledger(tile)
-        finished[tile.key] = [slot, len(ids)]
-    fs.pipe_file(path, json.dumps(finished).encode())
