@@ -36,7 +36,7 @@ import functools
 import numpy as np
 import xarray as xr
 
-__all__ = ["to_sums", "from_sums", "add_sums", "place", "stack_datasets", "pixel_offset", "SPATIAL", "IRF_SPATIAL"]
+__all__ = ["IRF_SPATIAL", "SPATIAL", "add_sums", "from_sums", "pixel_offset", "place", "stack_datasets", "to_sums"]
 
 SPATIAL = ("y", "x")
 IRF_SPATIAL = ("y_irf", "x_irf")

@@ -104,7 +104,7 @@ class FoVBackgroundMaker:
             energy = dataset.energy_axis.center.to_value("TeV")[:, None, None]
             factor = np.broadcast_to(energy, counts.shape)[mask]
             norm, tilt = _fit_norm_tilt(counts[mask], background[mask], factor, norm)
-        out = dataset.copy()
+        out = dataset.copy(deep=False)  # only the background is replaced
         scale = norm * dataset.energy_axis.center.to_value("TeV")[:, None, None] ** -tilt
         out.data["background"] = dataset.data["background"] * xr.DataArray(scale[:, 0, 0], dims="energy")
         out.data["background"].attrs = dict(dataset.data["background"].attrs)
