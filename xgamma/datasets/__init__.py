@@ -29,13 +29,13 @@ from .spectrum import SpectrumDataset, SpectrumDatasetOnOff
 from .stacking import stack_datasets
 
 __all__ = [
+    "MIGRA_AXIS_DEFAULT",
+    "RAD_AXIS_DEFAULT",
     "DaskDatasets",
     "Dataset",
     "Datasets",
     "MapDataset",
     "MapDatasetOnOff",
-    "MIGRA_AXIS_DEFAULT",
-    "RAD_AXIS_DEFAULT",
     "SpectrumDataset",
     "SpectrumDatasetOnOff",
     "split_into_blocks",

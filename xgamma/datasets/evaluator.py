@@ -10,9 +10,10 @@
 Everything works on NumPy arrays pulled out of the dataset once
 (`FitArrays`). The parts that depend only on some parameters are cached:
 
-1. *frame* (cutout slices, PSF kernel, energy-dispersion matrix at the
-   source position): rebuilt only when the source moves by more than half an
-   IRF pixel, so a position fit sees a smooth likelihood;
+1. *frame* (cutout slices, PSF kernel, energy-dispersion matrix): built
+   at the node of a fixed grid (half an IRF pixel apart) nearest to the
+   source, so npred is a function of the parameters alone (not of the
+   order of the calls) and smooth while the source stays near one node;
 2. *spatial response* ``PSF * (exposure x fraction)`` per true-energy bin:
    rebuilt when a spatial parameter changes;
 3. *npred*: ``edisp^T (flux x response)``, rebuilt when a spectral parameter
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.fft import irfft2, next_fast_len, rfft2
 
 from ..axes import MapAxis
 from ..geom import WcsGeom
@@ -152,6 +153,22 @@ def _containment_radius(psf_values, rad_edges, fraction) -> float:
     return float(rad_edges[1:][index].max())
 
 
+class _FFTConvolver:
+    """``fftconvolve(image, kernel, mode="same")`` per plane, with the kernel's transform computed once."""
+
+    def __init__(self, kernel, image_shape):
+        n_kernel = kernel.shape[-1]
+        self._half = n_kernel // 2
+        self._image_shape = tuple(image_shape)
+        self._shape = tuple(next_fast_len(n + n_kernel - 1, real=True) for n in image_shape)
+        self._kernel_fft = rfft2(kernel, s=self._shape, axes=(1, 2))
+
+    def __call__(self, images) -> np.ndarray:
+        full = irfft2(rfft2(images, s=self._shape, axes=(1, 2)) * self._kernel_fft, s=self._shape, axes=(1, 2))
+        ny, nx = self._image_shape
+        return full[:, self._half:self._half + ny, self._half:self._half + nx]
+
+
 class SpectrumEvaluator:
     """Predicted counts of one `SkyModel` in a 1-D dataset (energy)."""
 
@@ -186,41 +203,45 @@ class MapEvaluator:
             raise ValueError(f"model {model.name!r} has no spatial model; a MapDataset needs one")
         self.model = model
         self.arrays = arrays
-        self._frame_position = None
+        self._frame_node = None
         self._spatial_key = self._spectral_key = None
 
-    # --- 1. frame: cutout, PSF kernel and edisp at the source -----------------------------
-    def _needs_new_frame(self, lon, lat) -> bool:
-        if self._frame_position is None:
-            return True
-        moved = np.hypot((lon - self._frame_position[0]) * np.cos(np.radians(lat)), lat - self._frame_position[1])
-        irf_pix = self.arrays.geom_irf.binsz[0] if self.arrays.geom_irf is not None else self.arrays.geom.binsz[0]
-        return moved > 0.5 * irf_pix
+    # --- 1. frame: cutout, PSF kernel and edisp at the grid node nearest the source -------------
+    def _node_step(self) -> float:
+        """Spacing of the frame nodes in analysis pixels: half an IRF pixel (at least one pixel)."""
+        a = self.arrays
+        irf_pix = a.geom_irf.binsz[0] if a.geom_irf is not None else a.geom.binsz[0]
+        return max(0.5 * irf_pix / a.geom.binsz[0], 1.0)
 
-    def _build_frame(self, lon, lat):
+    def _node_of(self, lon, lat) -> tuple[int, int]:
+        x, y = (float(v) for v in self.arrays.geom.coord_to_pix((lon, lat)))
+        step = self._node_step()
+        return int(np.rint(x / step)), int(np.rint(y / step))
+
+    def _build_frame(self, node):
         a, geom = self.arrays, self.arrays.geom
+        step = self._node_step()
+        lon, lat = (float(v) for v in geom.pix_to_coord(node[0] * step, node[1] * step))
         binsz = float(np.mean(geom.binsz))
-        if a.psf is not None:
-            self._kernel = psf_kernel(self._irf_at(a.psf, lon, lat), a.rad_edges, binsz)
-        else:
-            self._kernel = None
+        self._frame_node = node
+        self._kernel = None if a.psf is None else psf_kernel(self._irf_at(a.psf, lon, lat), a.rad_edges, binsz)
         self._edisp = self._edisp_at(lon, lat)
         kernel_radius = 0.0 if self._kernel is None else (self._kernel.shape[-1] // 2) * binsz
         radius = self.model.evaluation_radius
         if radius is None:  # diffuse models (templates, constant): the whole map
             self._slices = {"y": slice(0, geom.npix[1]), "x": slice(0, geom.npix[0])}
         else:
+            # the source is within half a step of the node: widen by a step, plus two pixels
+            width = 2 * (radius + kernel_radius) + (step + 4) * binsz
             try:
-                self._slices = geom.cutout_slices((lon, lat), 2 * (radius + kernel_radius) + 4 * binsz)
+                self._slices = geom.cutout_slices((lon, lat), width)
             except ValueError:  # the source and its PSF halo miss this dataset
                 self._slices = None
-                self._frame_position = (lon, lat)
                 return
         self._cutout_geom_true = geom.slice_by_idx(self._slices).to_cube([a.energy_axis_true])
-        sl = (slice(None), self._slices["y"], self._slices["x"])
-        self._exposure = a.exposure[sl]
-        self._frame_position = (lon, lat)
+        self._exposure = a.exposure[:, self._slices["y"], self._slices["x"]]
         self._spatial_key = self._spectral_key = None
+        self._convolver = None
 
     def _irf_at(self, irf_map, lon, lat) -> np.ndarray:
         """An IRF map (..., y_irf, x_irf) at the source, interpolated bilinearly between IRF pixels."""
@@ -254,7 +275,9 @@ class MapEvaluator:
             return response
         if fraction.ndim == 2 and np.count_nonzero(fraction) <= MAX_PIXELS_DIRECT:
             return _place_kernels(response, fraction, self._kernel)
-        return fftconvolve(response, self._kernel, mode="same", axes=(1, 2))
+        if self._convolver is None:
+            self._convolver = _FFTConvolver(self._kernel, response.shape[1:])
+        return self._convolver(response)
 
     # --- 3. npred ---------------------------------------------------------------------------
     def compute_npred(self):
@@ -263,9 +286,9 @@ class MapEvaluator:
         None when the source does not reach the dataset.
         """
         spatial = self.model.spatial_model
-        lon, lat = self._position()
-        if self._needs_new_frame(lon, lat):
-            self._build_frame(lon, lat)
+        node = self._node_of(*self._position())
+        if node != self._frame_node:
+            self._build_frame(node)
         if self._slices is None:
             return None
         spatial_key = tuple(spatial.parameters.values)
@@ -281,11 +304,10 @@ class MapEvaluator:
     def _fold(self, response) -> np.ndarray:
         a = self.arrays
         flux = self.model.spectral_model.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
-        weighted = response * np.asarray(flux)[:, None, None]
         if self._edisp is None:
-            return weighted
-        n_true, ny, nx = weighted.shape
-        return (self._edisp.T @ weighted.reshape(n_true, ny * nx)).reshape(-1, ny, nx)
+            return response * np.asarray(flux)[:, None, None]
+        # einsum, not a BLAS product: small and thread-free (BLAS threads fight Dask workers and each other)
+        return np.einsum("t,te,tyx->eyx", flux, self._edisp, response, optimize=False)
 
     def _position(self) -> tuple[float, float]:
         """Source position (deg) in the dataset's frame; the map centre for diffuse models."""

@@ -39,6 +39,7 @@ class FitMixin:
         from ..modeling import Models
 
         self._evaluators = {}
+        self._last_stat = None
         if models is None:
             self._models = None
             return
@@ -78,7 +79,7 @@ class FitMixin:
                 mask = mask.broadcast_like(template).transpose(*template.dims)
             values = np.broadcast_to(np.asarray(mask, dtype=bool), template.shape)
             self._data["mask_fit"] = template.copy(data=values.copy())
-        self._fit_arrays = self._background_stat = None
+        self._fit_arrays = self._background_stat = self._last_stat = None
 
     @property
     def mask(self) -> xr.DataArray:
@@ -89,7 +90,7 @@ class FitMixin:
     def __getstate__(self):
         # caches are rebuilt where the dataset is unpickled
         state = dict(self.__dict__)
-        for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat"):
+        for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat", "_last_stat"):
             state.pop(cache, None)
         return state
 
@@ -186,6 +187,15 @@ class FitMixin:
         rest is the background-only statistic, cached while the background
         model's parameters do not change.
         """
+        key = None if self.models is None else tuple(self.models.parameters.values)
+        cached = self.__dict__.get("_last_stat")
+        if cached is not None and key is not None and cached[0] == key:
+            return cached[1]  # e.g. the optimiser asking again at the same point
+        value = self._stat_sum()
+        self._last_stat = (key, value)
+        return value
+
+    def _stat_sum(self) -> float:
         arrays = self.fit_arrays()
         if arrays.geom is None:
             return float(self.stat_array()[arrays.mask].sum())

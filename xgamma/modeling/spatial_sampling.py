@@ -104,6 +104,28 @@ def footprint_box(geom, lon_0, lat_0, radius, frame: str):
     return box
 
 
+#: Largest fine grid (sub-pixels) whose coordinates are kept on the geometry object.
+_MAX_CACHED_SAMPLES = 2**20
+
+
+def _cached_fine_grid(geom, n):
+    """``(lon, lat, solid angle)`` of all sub-pixels of ``geom`` at ``n`` per pixel, kept on the geometry.
+
+    Forward folding integrates a moving or resizing model over the same cutout
+    geometry at every likelihood call; the sub-pixel coordinates only depend
+    on the geometry. None when the grid would be too large to keep.
+    """
+    nx, ny = geom.npix
+    if nx * ny * n * n > _MAX_CACHED_SAMPLES:
+        return None
+    cache = geom.__dict__.setdefault("_fine_grids", {})
+    if n not in cache:
+        fine = geom.to_image().upsample(n)
+        lon, lat = fine.get_coord()
+        cache[n] = (lon, lat, np.nan_to_num(fine.solid_angle().values))
+    return cache[n]
+
+
 def _subpixel_range(lo, hi, npix, n):
     """Indices of the sub-pixels (``n`` per pixel) overlapping pixel coordinates ``[lo, hi]``."""
     start = max(int(np.floor((lo + 0.5) * n)), 0)
@@ -139,12 +161,20 @@ def integrate_over_pixels(geom, brightness, box, oversampling: int, leading_shap
     nx, ny = geom.npix
     n = int(oversampling)
     n_lead = int(np.prod(leading_shape))
-    fine = geom.to_image().upsample(n)
     jx = _subpixel_range(box[0], box[1], nx, n)
     jy = _subpixel_range(box[2], box[3], ny, n)
     total = np.zeros(n_lead * nx * ny)
     if jx.size == 0 or jy.size == 0:
         return total.reshape(tuple(leading_shape) + (ny, nx))
+    grid = _cached_fine_grid(geom, n)
+    if grid is not None:  # a fit's cutout: sub-pixel coordinates computed once
+        lon, lat, omega = (g[jy[0]:jy[-1] + 1, jx[0]:jx[-1] + 1].ravel() for g in grid)
+        sy, sx = (a.ravel() for a in np.meshgrid(jy, jx, indexing="ij"))
+        values = np.reshape(brightness(lon, lat), (n_lead, sx.size)) * omega
+        index = (np.arange(n_lead) * nx * ny)[:, None] + (sy // n) * nx + sx // n
+        total += np.bincount(index.ravel(), weights=np.nan_to_num(values).ravel(), minlength=total.size)
+        return total.reshape(tuple(leading_shape) + (ny, nx))
+    fine = geom.to_image().upsample(n)
     rows_per_block = max(1, _BLOCK_SAMPLES // jx.size)
     offsets = (np.arange(n_lead) * nx * ny)[:, None]
     for start in range(0, jy.size, rows_per_block):
