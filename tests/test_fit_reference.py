@@ -298,3 +298,16 @@ def test_map_likelihood_does_not_depend_on_call_history(crab_3d):
     fresh = stacked.copy()
     fresh.models = models
     assert dataset.stat_sum() == start == fresh.stat_sum()
+
+
+def test_covariance_stays_on_the_models_of_a_collection(crab_1d):
+    """Models attached to the datasets (not to the collection): the fit's covariance is still kept."""
+    dataset = crab_1d["stacked"][0].copy()
+    dataset.models = [SkyModel(PowerLawSpectralModel(index=2, amplitude="1e-12 cm-2 s-1 TeV-1"), name="crab")]
+    datasets = Datasets([dataset])
+    result = Fit().run(datasets)
+    assert datasets.models is datasets.models
+    covariance = datasets.models.parameters.covariance
+    np.testing.assert_allclose(covariance, result.covariance, rtol=1e-12)
+    index = datasets.models.parameters.names.index("index")
+    assert np.sqrt(covariance[index, index]) == pytest.approx(0.0644, rel=0.05)  # crab-1d.yaml: 0.06438

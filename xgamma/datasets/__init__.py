@@ -8,6 +8,8 @@ Which one to use when:
   for excess and significance maps;
 - `SpectrumDataset` / `SpectrumDatasetOnOff`: counts in one ON region (1-D),
   with an IRF background or measured OFF counts;
+- `FluxPointsDataset`: a chi2 fit of spectral models to flux points (SEDs),
+  alone or jointly with the others;
 - `Datasets`: several of them fitted jointly in this process;
   `DaskDatasets`: many of them (or one large map split into blocks) fitted
   jointly with the datasets kept on Dask workers.
@@ -23,6 +25,7 @@ See `xgamma.datasets.core` for the layout every dataset shares, and
 from .blocks import split_into_blocks
 from .collection import DaskDatasets, Datasets
 from .core import Dataset
+from .flux_points import FluxPointsDataset
 from .map import MIGRA_AXIS_DEFAULT, RAD_AXIS_DEFAULT, MapDataset
 from .map_onoff import MapDatasetOnOff
 from .spectrum import SpectrumDataset, SpectrumDatasetOnOff
@@ -34,6 +37,7 @@ __all__ = [
     "DaskDatasets",
     "Dataset",
     "Datasets",
+    "FluxPointsDataset",
     "MapDataset",
     "MapDatasetOnOff",
     "SpectrumDataset",
