@@ -311,3 +311,32 @@ def test_covariance_stays_on_the_models_of_a_collection(crab_1d):
     np.testing.assert_allclose(covariance, result.covariance, rtol=1e-12)
     index = datasets.models.parameters.names.index("index")
     assert np.sqrt(covariance[index, index]) == pytest.approx(0.0644, rel=0.05)  # crab-1d.yaml: 0.06438
+
+
+def test_temporal_models_scale_npred_by_their_mean_over_the_gti(crab_1d):
+    """A source with a temporal model: npred times the model's duration-weighted mean over the run's GTIs."""
+    from xgamma.modeling import ConstantTemporalModel, LinearTemporalModel
+
+    dataset = crab_1d["joint"][0].copy()
+    gti = np.asarray(dataset.data.attrs["gti"])  # [[start, stop]] MJD (TT), from the maker
+    assert gti.shape[1] == 2 and np.all(gti[:, 1] > gti[:, 0])
+    spectral = PowerLawSpectralModel(index=2.6, amplitude="4e-11 cm-2 s-1 TeV-1")
+    dataset.models = [SkyModel(spectral, name="crab")]
+    plain = dataset.npred_signal_values()
+
+    dataset.models = [SkyModel(spectral, temporal_model=ConstantTemporalModel(scale="tt"), name="crab")]
+    np.testing.assert_allclose(dataset.npred_signal_values(), plain, rtol=1e-12)
+
+    t_ref, beta = gti[0, 0] - 0.5, 3.0  # per day
+    linear = LinearTemporalModel(alpha=1.0, beta=f"{beta} d-1", t_ref=t_ref, scale="tt")
+    dataset.models = [SkyModel(spectral, temporal_model=linear, name="crab")]
+    durations = gti[:, 1] - gti[:, 0]
+    mean = np.sum(durations * (1 + beta * (0.5 * (gti[:, 0] + gti[:, 1]) - t_ref))) / durations.sum()
+    np.testing.assert_allclose(dataset.npred_signal_values(), plain * mean, rtol=1e-9)
+
+    stacked = crab_1d["stacked"][0]
+    assert len(stacked.data.attrs["gti"]) == sum(len(d.data.attrs["gti"]) for d in crab_1d["joint"])
+    no_gti = dataset.copy()
+    del no_gti.data.attrs["gti"]
+    with pytest.raises(ValueError, match="carries no GTI"):
+        no_gti.models = [SkyModel(spectral, temporal_model=linear, name="crab")]

@@ -34,18 +34,27 @@ livetime           ()                                      s          sum
 ``edisp`` is the reco-energy kernel: the probability that an event of true
 energy ``energy_true`` is reconstructed in each ``energy`` bin (rows sum to
 <= 1). ``background`` holds predicted background counts per bin. Dataset
-attrs: ``name`` (str), ``obs_ids`` (list of int, the observations it holds).
+attrs: ``name`` (str), ``obs_ids`` (list of int, the observations it holds),
+``gti`` (list of ``[start, stop]`` in MJD, TT scale: the good time intervals,
+used to integrate temporal models; absent when unknown).
 """
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import xarray as xr
 
 from ..io.zarr import read_zarr, write_zarr
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "gti_attr"]
+
+
+def gti_attr(gti) -> list[list[float]]:
+    """A `~xgamma.data.GTI` as the ``gti`` attr: ``[[start, stop], ...]`` in MJD (TT)."""
+    start, stop = gti.start.tt.mjd, gti.stop.tt.mjd
+    return [[float(a), float(b)] for a, b in zip(np.atleast_1d(start), np.atleast_1d(stop))]
 
 
 class Dataset:
@@ -80,6 +89,19 @@ class Dataset:
     @property
     def obs_ids(self) -> list[int]:
         return [int(i) for i in self._data.attrs.get("obs_ids", [])]
+
+    @property
+    def gti(self):
+        """Good time intervals (`~xgamma.data.GTI`) from ``attrs["gti"]``, or None."""
+        intervals = self._data.attrs.get("gti")
+        if not intervals:
+            return None
+        from astropy.time import Time
+
+        from ..data.gti import GTI
+
+        mjd = np.asarray(intervals, dtype=float).reshape(-1, 2)
+        return GTI.create(Time(mjd[:, 0], format="mjd", scale="tt"), Time(mjd[:, 1], format="mjd", scale="tt"))
 
     @property
     def livetime(self) -> float:

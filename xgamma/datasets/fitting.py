@@ -40,6 +40,7 @@ class FitMixin:
 
         self._evaluators = {}
         self._last_stat = None
+        self._temporal_cache = {}
         if models is None:
             self._models = None
             return
@@ -47,10 +48,10 @@ class FitMixin:
         scope = self._data.attrs.get("block_of") or self.name
         selected = Models(models).select(datasets_names=[scope])
         for model in selected:
-            if model.temporal_model is not None:
+            if model.temporal_model is not None and self.gti is None:
                 raise ValueError(
-                    f"model {model.name!r} has a temporal model; dataset {self.name!r} carries no GTI to "
-                    "integrate it over (fit time-dependent models per time bin, e.g. with a light-curve estimator)"
+                    f"model {model.name!r} has a temporal model, but dataset {self.name!r} carries no GTI to "
+                    "integrate it over (datasets made by the makers have one in attrs['gti'])"
                 )
         self._models = selected
 
@@ -90,7 +91,8 @@ class FitMixin:
     def __getstate__(self):
         # caches are rebuilt where the dataset is unpickled
         state = dict(self.__dict__)
-        for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat", "_last_stat"):
+        for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat", "_last_stat",
+                      "_temporal_cache"):
             state.pop(cache, None)
         return state
 
@@ -100,6 +102,29 @@ class FitMixin:
         if arrays is None:
             arrays = self._fit_arrays = self._make_fit_arrays()
         return arrays
+
+    def _npred_of(self, model):
+        """A source's npred from its evaluator (None if it misses the dataset), times its temporal factor."""
+        result = self._evaluator(model).compute_npred()
+        if result is None or model.temporal_model is None:
+            return result
+        factor = self._temporal_factor(model.temporal_model)
+        if isinstance(result, tuple):
+            return result[0], result[1] * factor
+        return result * factor
+
+    def _temporal_factor(self, temporal_model) -> float:
+        """Mean of the temporal model over the dataset's GTIs, cached on its parameter values."""
+        cache = self.__dict__.setdefault("_temporal_cache", {})
+        values = tuple(temporal_model.parameters.values)
+        cached = cache.get(id(temporal_model))
+        if cached is None or cached[0] != values:
+            from ..modeling.temporal import integrate_gti
+
+            if "gti" not in cache:
+                cache["gti"] = self.gti
+            cached = cache[id(temporal_model)] = (values, integrate_gti(temporal_model, cache["gti"]))
+        return cached[1]
 
     def _evaluator(self, model):
         evaluators = self.__dict__.setdefault("_evaluators", {})
@@ -118,7 +143,7 @@ class FitMixin:
         for model in self._sources():
             if model_name is not None and model.name != model_name:
                 continue
-            result = self._evaluator(model).compute_npred()
+            result = self._npred_of(model)
             if result is None:  # the source misses this dataset
                 continue
             if isinstance(result, tuple):  # map evaluators give their cutout
@@ -199,7 +224,7 @@ class FitMixin:
         arrays = self.fit_arrays()
         if arrays.geom is None:
             return float(self.stat_array()[arrays.mask].sum())
-        pieces = [self._evaluator(model).compute_npred() for model in self._sources()]
+        pieces = [self._npred_of(model) for model in self._sources()]
         pieces = [piece for piece in pieces if piece is not None]
         background_bins, background_total = self._background_only_stat()
         if not pieces:

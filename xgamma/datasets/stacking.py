@@ -151,7 +151,8 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
         out["livetime"] = data["livetime"].astype(float)
     sums = xr.Dataset(out, coords=data.coords, attrs=dict(data.attrs))
     for name, var in sums.data_vars.items():
-        source = "counts_off" if name == "background_off" else name  # same grid and attrs
+        # variables made here take the attrs of the variable with the same grid
+        source = name if name in data else {"background_off": "counts_off", "exposure_irf": "exposure"}[name]
         var.attrs = dict(data[source].attrs)
         if name in _WEIGHTED:
             var.attrs["units"] = ""  # weighted sums; units restored by from_sums
@@ -177,6 +178,8 @@ def add_sums(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
         total[name] = a[name] + b[name]
         total[name].attrs = a[name].attrs
     total.attrs["obs_ids"] = list(a.attrs.get("obs_ids", [])) + list(b.attrs.get("obs_ids", []))
+    if "gti" in a.attrs or "gti" in b.attrs:
+        total.attrs["gti"] = list(a.attrs.get("gti", [])) + list(b.attrs.get("gti", []))
     return total
 
 

@@ -7,6 +7,7 @@ import xarray as xr
 
 from ..axes import MapAxis
 from ..data.observation import MissingHDUError
+from ..datasets.core import gti_attr
 from ..datasets.map import MapDataset, irf_dataarray
 from . import utils
 
@@ -153,7 +154,7 @@ class MapDatasetMaker:
             out["psf"] = irf_dataarray(geom_irf.to_cube([axis_true, rad_axis]), values, unit="sr-1")
         if "edisp" in selection:
             out["edisp"] = self._edisp(dataset, observation, geom_irf, pointing, axis_true)
-        attrs = dict(dataset.data.attrs, obs_ids=[observation.obs_id])
+        attrs = dict(dataset.data.attrs, obs_ids=[observation.obs_id], gti=gti_attr(observation.gti))
         attrs["name"] = dataset.name or str(observation.obs_id)
         attrs.pop("fov_background_norm", None)
         return MapDataset(xr.Dataset(out, attrs=attrs))

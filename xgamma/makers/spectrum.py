@@ -20,6 +20,7 @@ from astropy.coordinates import SkyCoord
 from regions import CircleSkyRegion, PointSkyRegion
 
 from ..axes import MapAxis
+from ..datasets.core import gti_attr
 from ..geom.wcs import angular_separation, lonlat_deg
 
 __all__ = ["SpectrumDatasetMaker", "rad_max_at_events"]
@@ -303,6 +304,7 @@ class SpectrumDatasetMaker:
         # every bin is usable until a SafeMaskMaker says otherwise (as MapDatasetMaker)
         data["mask_safe"] = data["mask_safe"].copy(data=np.ones(data["mask_safe"].shape, dtype=bool))
         data.attrs["obs_ids"] = [int(observation.obs_id)]
+        data.attrs["gti"] = gti_attr(observation.gti)
         if not data.attrs.get("name"):
             data.attrs["name"] = str(observation.obs_id)
         data.attrs["pointing_ra"], data.attrs["pointing_dec"] = (float(v) for v in lonlat_deg(pointing, "icrs"))
