@@ -340,3 +340,23 @@ def test_temporal_models_scale_npred_by_their_mean_over_the_gti(crab_1d):
     del no_gti.data.attrs["gti"]
     with pytest.raises(ValueError, match="carries no GTI"):
         no_gti.models = [SkyModel(spectral, temporal_model=linear, name="crab")]
+
+
+def test_cutout_grows_with_the_source(crab_3d):
+    """A Gaussian growing during a fit gets a larger cutout: the same npred as a fresh evaluation
+    (a cutout kept from the small size would cut the large Gaussian at 1.6 deg width)."""
+    from test_map_maker import CRAB
+
+    from xgamma.modeling import FoVBackgroundModel, GaussianSpatialModel, Models
+
+    (stacked,) = crab_3d["stacked"]
+    spectral = PowerLawSpectralModel(index=2.5, amplitude="4e-11 cm-2 s-1 TeV-1")
+    spatial = GaussianSpatialModel(lon_0=CRAB.ra, lat_0=CRAB.dec, sigma="0.02 deg", frame="icrs")
+    models = Models([SkyModel(spectral, spatial, name="g"), FoVBackgroundModel("stacked")])
+    grown = stacked.copy()
+    grown.models = models
+    grown.stat_sum()
+    spatial.sigma.value = 0.3
+    fresh = stacked.copy()
+    fresh.models = models
+    np.testing.assert_array_equal(grown.npred_signal_values(), fresh.npred_signal_values())
