@@ -34,20 +34,25 @@ import os
 import uuid
 from dataclasses import dataclass
 
-import dask.array as da
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import xarray as xr
 import zarr
 import zarr.api.asynchronous
 import zarr.core.sync
+from fsspec.implementations.local import LocalFileSystem
 from zarr.codecs import BloscCodec
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from .. import __version__
-from ..datasets.stacking import IRF_SPATIAL, MASK_VARIABLES, SPATIAL, from_sums, pixel_offset
+from ..datasets.stacking import (
+    IRF_SPATIAL,
+    MASK_VARIABLES,
+    SPATIAL,
+    from_sums,
+    pixel_offset,
+)
 from .zarr import json_attrs
 
 __all__ = ["StackStore", "Tile", "LAYERS"]
