@@ -118,7 +118,10 @@ def test_gaussian_prior_stat():
     assert prior.stat(3.0) == pytest.approx(4.0)  # ((3 - 2) / 0.5)**2
     assert prior.stat(2.0) == 0.0
     assert prior.stat(1.25) == pytest.approx(2.25)
-    assert prior.to_dict() == {"type": "GaussianPrior", "mu": 2.0, "sigma": 0.5}
+    assert prior.to_dict() == {  # Gammapy's layout
+        "type": "GaussianPrior", "weight": 1.0,
+        "parameters": [{"name": "mu", "value": 2.0, "unit": ""}, {"name": "sigma", "value": 0.5, "unit": ""}],
+    }
     with pytest.raises(ValueError, match="sigma"):
         GaussianPrior(1.0, 0.0)
 
@@ -138,17 +141,17 @@ def test_to_dict():
     assert data["name"] == "amplitude" and data["unit"] == "cm-2 s-1 TeV-1"
     assert (data["value"], data["min"], data["error"], data["frozen"]) == (2e-12, 0.0, 3e-13, False)
     assert np.isnan(data["max"]) and data["is_norm"] is True
-    assert data["prior"] == {"type": "GaussianPrior", "mu": 1e-12, "sigma": 1e-12}
+    assert data["prior"] == GaussianPrior(1e-12, 1e-12).to_dict("cm-2 s-1 TeV-1")
     assert "is_norm" not in Parameter("index", 2.0).to_dict()
 
 
 def test_update_from_dict_converts_another_unit():
     par = Parameter("e_cut", 10.0, "TeV")
     par.update_from_dict({"name": "e_cut", "value": 2000.0, "unit": "GeV", "min": 100.0, "max": 1e5,
-                          "error": 300.0, "frozen": True, "prior": {"type": "GaussianPrior", "mu": 2, "sigma": 1}})
+                          "error": 300.0, "frozen": True, "prior": {"type": "GaussianPrior", "mu": 2000, "sigma": 1000}})
     assert (par.value, par.min, par.max, par.error) == pytest.approx((2.0, 0.1, 100.0, 0.3))
     assert par.frozen and par.unit == "TeV"
-    assert par.prior == GaussianPrior(2.0, 1.0)
+    assert par.prior == GaussianPrior(2.0, 1.0)  # the prior is in the entry's unit too
 
 
 def test_update_from_dict_without_unit_uses_parameter_unit_and_keeps_missing_keys():

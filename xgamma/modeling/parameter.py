@@ -50,8 +50,39 @@ class GaussianPrior:
         """-2 ln of the prior density, up to a constant."""
         return ((value - self.mu) / self.sigma) ** 2
 
-    def to_dict(self) -> dict:
-        return {"type": "GaussianPrior", "mu": float(self.mu), "sigma": float(self.sigma)}
+    def to_dict(self, unit: str = "") -> dict:
+        """Gammapy's YAML layout: ``{type, parameters: [mu, sigma], weight}`` (``unit``: the parameter's)."""
+        parameters = [{"name": key, "value": float(getattr(self, key)), "unit": unit} for key in ("mu", "sigma")]
+        return {"type": "GaussianPrior", "parameters": parameters, "weight": 1.0}
+
+    @classmethod
+    def from_dict(cls, data: dict, unit: str, file_unit: str, name: str) -> GaussianPrior:
+        """A prior from Gammapy's dict (``parameters`` and ``weight``) or the flat ``{mu, sigma}`` one.
+
+        Values without a unit are in ``file_unit`` (the parameter's unit in the
+        file; Gammapy evaluates priors on the value in that unit) and are
+        converted to ``unit``. A ``weight`` w scales the term, as
+        ``sigma / sqrt(w)`` does.
+        """
+        kind = data.get("type", "GaussianPrior")
+        if kind != "GaussianPrior":
+            raise ValueError(f"parameter {name!r}: prior type {kind!r} is not supported (only GaussianPrior)")
+        if "parameters" in data:
+            entries = {entry.get("name"): entry for entry in data["parameters"]}
+            values = {key: (entries[key]["value"], entries[key].get("unit")) for key in ("mu", "sigma") if key in entries}
+        else:
+            values = {key: (data[key], None) for key in ("mu", "sigma") if key in data}
+        missing = [key for key in ("mu", "sigma") if key not in values]
+        if missing:
+            raise ValueError(f"parameter {name!r}: GaussianPrior entry lacks {missing}: {data!r}")
+        mu, sigma = (
+            float(u.Quantity(float(value), entry_unit or file_unit).to_value(unit))
+            for value, entry_unit in (values["mu"], values["sigma"])
+        )
+        weight = float(data.get("weight", 1.0))
+        if not weight > 0:
+            raise ValueError(f"parameter {name!r}: GaussianPrior weight must be > 0, got {weight}")
+        return cls(mu, sigma / math.sqrt(weight))
 
 
 def _float(value, unit: str, name: str) -> float:
@@ -192,7 +223,7 @@ class Parameter:
         if self.is_norm:
             out["is_norm"] = True
         if self.prior is not None:
-            out["prior"] = self.prior.to_dict()
+            out["prior"] = self.prior.to_dict(self.unit)
         return out
 
     def update_from_dict(self, data: dict):
@@ -207,7 +238,7 @@ class Parameter:
             self.error = float(u.Quantity(float(data["error"]), unit).to_value(self.unit))
         prior = data.get("prior")
         if prior:
-            self.prior = GaussianPrior(float(prior["mu"]), float(prior["sigma"]))
+            self.prior = GaussianPrior.from_dict(prior, self.unit, unit, self.name)
 
     def __repr__(self):
         flags = " frozen" if self.frozen else ""

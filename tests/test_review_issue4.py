@@ -1,0 +1,72 @@
+"""Regression tests for bugs found in the review of modeling, fit, datasets and estimators (issue 4)."""
+
+import pytest
+
+from xgamma.modeling import (
+    GaussianPrior,
+    Models,
+    Parameter,
+)
+
+# ---- priors in Gammapy's YAML layout --------------------------------------------------------
+
+GAMMAPY_PRIOR_YAML = """
+components:
+- name: src
+  type: SkyModel
+  spectral:
+    type: PowerLawSpectralModel
+    parameters:
+    - name: index
+      value: 2.5
+      unit: ''
+      prior:
+        type: GaussianPrior
+        parameters:
+        - name: mu
+          value: 2.3
+          unit: ''
+        - name: sigma
+          value: 0.2
+          unit: ''
+        weight: 4.0
+    - {name: amplitude, value: 1.0e-12, unit: cm-2 s-1 TeV-1}
+    - {name: reference, value: 1.0, unit: TeV}
+"""
+
+
+def test_gammapy_prior_is_read_with_its_weight():
+    """Gammapy writes a prior as {type, parameters: [mu, sigma], weight}; weight x ((v - mu) / sigma)**2."""
+    index = Models.from_yaml(GAMMAPY_PRIOR_YAML)["src"].spectral_model.index
+    assert index.prior is not None
+    # 4 x ((2.5 - 2.3) / 0.2)**2 = 4
+    assert index.prior.stat(index.value) == pytest.approx(4.0)
+
+
+def test_prior_is_written_as_gammapy_writes_it_and_read_back():
+    par = Parameter("e_cut", 2.0, "TeV", prior=GaussianPrior(mu=3.0, sigma=0.5))
+    data = par.to_dict()["prior"]
+    assert data["type"] == "GaussianPrior" and data["weight"] == 1.0
+    values = {p["name"]: (p["value"], p["unit"]) for p in data["parameters"]}
+    assert values == {"mu": (3.0, "TeV"), "sigma": (0.5, "TeV")}
+    back = Parameter("e_cut", 1.0, "TeV")
+    back.update_from_dict(par.to_dict())
+    assert back.prior == GaussianPrior(3.0, 0.5)
+
+
+def test_prior_in_the_file_unit_is_converted_to_the_parameter_unit():
+    par = Parameter("e_cut", 10.0, "TeV")
+    prior = {"type": "GaussianPrior", "weight": 1,
+             "parameters": [{"name": "mu", "value": 2000.0, "unit": ""}, {"name": "sigma", "value": 500.0}]}
+    par.update_from_dict({"name": "e_cut", "value": 2000.0, "unit": "GeV", "prior": prior})
+    assert (par.prior.mu, par.prior.sigma) == pytest.approx((2.0, 0.5))
+    flat = Parameter("e_cut", 10.0, "TeV")
+    flat.update_from_dict({"name": "e_cut", "value": 2000.0, "unit": "GeV",
+                           "prior": {"type": "GaussianPrior", "mu": 2000.0, "sigma": 500.0}})
+    assert (flat.prior.mu, flat.prior.sigma) == pytest.approx((2.0, 0.5))
+
+
+def test_unsupported_prior_type_names_the_parameter():
+    par = Parameter("index", 2.0)
+    with pytest.raises(ValueError, match="index.*UniformPrior"):
+        par.update_from_dict({"name": "index", "prior": {"type": "UniformPrior", "parameters": [], "weight": 1}})
