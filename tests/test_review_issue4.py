@@ -1,11 +1,19 @@
 """Regression tests for bugs found in the review of modeling, fit, datasets and estimators (issue 4)."""
 
+import numpy as np
 import pytest
 
+from xgamma.axes import MapAxis
+from xgamma.datasets.map import MapDataset
+from xgamma.geom import WcsGeom
 from xgamma.modeling import (
     GaussianPrior,
     Models,
     Parameter,
+    PointSpatialModel,
+    PowerLawSpectralModel,
+    SkyModel,
+    TemplateSpatialModel,
 )
 
 # ---- priors in Gammapy's YAML layout --------------------------------------------------------
@@ -70,3 +78,32 @@ def test_unsupported_prior_type_names_the_parameter():
     par = Parameter("index", 2.0)
     with pytest.raises(ValueError, match="index.*UniformPrior"):
         par.update_from_dict({"name": "index", "prior": {"type": "UniformPrior", "parameters": [], "weight": 1}})
+
+
+# ---- forward folding of a template away from the dataset centre -----------------------------
+
+
+def _flat_dataset():
+    """6 x 6 deg galactic map, exposure 1e12 cm2 s, no PSF (delta kernels), diagonal edisp."""
+    energy = MapAxis.from_energy_bounds("1 TeV", "10 TeV", nbin=2)
+    geom = WcsGeom.create(skydir=(0, 0), width=(6, 6), binsz=0.1, frame="galactic", axes=[energy])
+    dataset = MapDataset.create(geom, name="flat")
+    dataset.data["exposure"][:] = 1e12
+    dataset.data["mask_safe"][:] = True
+    edisp = np.zeros(dataset.data["edisp"].shape)
+    edisp[[0, 1], [0, 1]] = 1.0
+    dataset.data["edisp"][:] = edisp
+    return dataset
+
+
+def test_template_away_from_the_dataset_centre_predicts_its_flux():
+    """A small template centred at (2, 1) deg predicts as many counts as a point source there."""
+    dataset = _flat_dataset()
+    geom = WcsGeom.create(skydir=(2, 1), width=(0.6, 0.6), binsz=0.05, frame="galactic")
+    template = TemplateSpatialModel(geom.to_dataarray(np.ones(geom.npix[::-1]), unit=""))
+    expected = []
+    for spatial in (PointSpatialModel(lon_0=2, lat_0=1, frame="galactic"), template):
+        dataset.models = [SkyModel(PowerLawSpectralModel(), spatial, name="source")]
+        expected.append(dataset.npred_signal_values().sum())
+    assert expected[0] > 0
+    assert expected[1] == pytest.approx(expected[0], rel=1e-3)  # resampled onto the dataset pixels

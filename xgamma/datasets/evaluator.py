@@ -319,11 +319,15 @@ class MapEvaluator:
         return np.einsum("t,te,tyx->eyx", flux, self._edisp, response, optimize=False)
 
     def _position(self) -> tuple[float, float]:
-        """Source position (deg) in the dataset's frame; the map centre for diffuse models."""
+        """Source position (deg) in the dataset's frame (a template's: its map centre); the
+        dataset's map centre for diffuse models."""
         spatial = self.model.spatial_model
-        if spatial.evaluation_radius is None or not hasattr(spatial, "lon_0"):
+        if spatial.evaluation_radius is None or spatial.position is None:
             center = self.arrays.geom.center_skydir.spherical
             return float(center.lon.deg), float(center.lat.deg)
+        if not hasattr(spatial, "lon_0"):  # a template: the centre of its map
+            c = spatial.position.transform_to(self.arrays.geom.frame)
+            return float(c.spherical.lon.deg), float(c.spherical.lat.deg)
         lon, lat = float(spatial.lon_0.value), float(spatial.lat_0.value)
         frame = spatial.frame
         if frame == self.arrays.geom.frame:
