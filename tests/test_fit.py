@@ -199,6 +199,19 @@ def test_frozen_parameter_is_held(backend, line_data):
     assert np.all(result.covariance[1] == 0) and np.all(result.covariance[:, 1] == 0)
 
 
+def test_parameter_frozen_after_a_fit_loses_its_error(line_data):
+    """Errors follow the covariance: a parameter frozen for the next fit reports error 0, not the old one."""
+    x, y, sigma = line_data
+    line = Line()
+    target = chi2_target(line, x, y, sigma)
+    Fit().run(target)
+    assert line.slope.error > 0
+    line.slope.frozen = True
+    result = Fit().run(target)
+    assert line.slope.error == 0 and result.parameters["slope"].error == 0
+    assert line.intercept.error == pytest.approx(np.sqrt(result.covariance[0, 0]))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_linked_parameter_is_fitted_once(backend):
     # two histograms sharing one norm: the MLE is the ratio of the totals

@@ -98,8 +98,8 @@ class Fit:
     def covariance(self, datasets) -> CovarianceResult:
         """Covariance of the free parameters at their current values (call after `optimize`).
 
-        Sets ``error`` of each free parameter and ``covariance`` of
-        ``datasets.models.parameters`` (zero for frozen parameters).
+        Sets ``error`` of each parameter and ``covariance`` of
+        ``datasets.models.parameters`` (both zero for frozen parameters).
         """
         backend, objective = self._start(datasets)
         with objective.restoring():
@@ -275,8 +275,11 @@ def _optimize_result(objective, backend, found, nfev_before) -> OptimizeResult:
 
 
 def _store_covariance(parameters: Parameters, free: Parameters, matrix):
-    """Write the free parameters' covariance into ``parameters`` (frozen: 0) and set their errors."""
+    """Write the free parameters' covariance into ``parameters`` (frozen: 0) and set the errors (frozen: 0)."""
     parameters.covariance = np.zeros((len(parameters),) * 2)
+    for par in parameters:
+        if par.frozen:
+            par.error = 0.0  # not fitted: an error from an earlier fit would contradict the covariance
     parameters.set_covariance_of(free, matrix)
     # a linked parameter appears several times: every occurrence gets the same row
     covariance = parameters.covariance
