@@ -287,6 +287,15 @@ def test_confidence_with_and_without_reoptimizing(backend, line_data):
     assert_allclose([conditional["errp"], conditional["errn"]], conditional_error, rtol=1e-3)
 
 
+@pytest.mark.parametrize("sigma", [0.5, 9])
+def test_minos_interval_of_many_sigma(line_data, sigma):
+    """A linear model's interval is exactly sigma errors wide (9 sigma: beyond chi2(1).cdf's float range)."""
+    _, covariance, _ = weighted_least_squares(*line_data)
+    fit, target, _, _ = fitted_line("minuit", line_data)
+    interval = fit.confidence(target, "intercept", sigma=sigma)
+    assert_allclose([interval["errp"], interval["errn"]], sigma * np.sqrt(covariance[0, 0]), rtol=1e-3)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stat_profile_is_the_analytic_parabola(backend, line_data):
     best, covariance, minimum = weighted_least_squares(*line_data)

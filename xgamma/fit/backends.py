@@ -107,7 +107,9 @@ class MinuitBackend:
         fixed = None if reoptimize else [i != index for i in range(len(factors))]
         minuit = self._migrad(function, factors, bounds, fixed, options)
         name = minuit.parameters[index]
-        minuit.minos(name, cl=chi2(1).cdf(sigma**2), ncall=options.get("ncall"))
+        # iminuit reads cl >= 1 as a number of sigma (exact level sigma**2); below 1 as a probability
+        cl = float(sigma) if sigma >= 1 else chi2(1).cdf(sigma**2)
+        minuit.minos(name, cl=cl, ncall=options.get("ncall"))
         merror = minuit.merrors[name]
         message = "MINOS successful" if merror.is_valid else _minos_problem(merror)
         return {"errp": merror.upper, "errn": -merror.lower, "success": merror.is_valid, "message": message}
