@@ -107,3 +107,12 @@ def test_template_away_from_the_dataset_centre_predicts_its_flux():
         expected.append(dataset.npred_signal_values().sum())
     assert expected[0] > 0
     assert expected[1] == pytest.approx(expected[0], rel=1e-3)  # resampled onto the dataset pixels
+
+
+def test_npred_signal_of_an_unknown_model_names_the_known_ones():
+    """A misspelt model name is an error, not a map of zeros."""
+    dataset = _flat_dataset()
+    dataset.models = [SkyModel(PowerLawSpectralModel(), PointSpatialModel(frame="galactic"), name="crab")]
+    assert dataset.npred_signal("crab").values.sum() > 0
+    with pytest.raises(KeyError, match="'carb'.*crab"):
+        dataset.npred_signal("carb")

@@ -137,9 +137,18 @@ class FitMixin:
 
     # --- predicted counts ------------------------------------------------------------
     def npred_signal_values(self, model_name=None) -> np.ndarray:
-        """Predicted source counts (NumPy, shape of counts); one model's with ``model_name``."""
+        """Predicted source counts (NumPy, shape of counts); one model's with ``model_name``.
+
+        Raises
+        ------
+        KeyError
+            If no source model of this dataset is called ``model_name``.
+        """
         arrays = self.fit_arrays()
         total = np.zeros(arrays.counts.shape)
+        names = [model.name for model in self._sources()]
+        if model_name is not None and model_name not in names:
+            raise KeyError(f"dataset {self.name!r} has no source model {model_name!r}; its source models: {names}")
         for model in self._sources():
             if model_name is not None and model.name != model_name:
                 continue
