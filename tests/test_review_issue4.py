@@ -116,3 +116,15 @@ def test_npred_signal_of_an_unknown_model_names_the_known_ones():
     assert dataset.npred_signal("crab").values.sum() > 0
     with pytest.raises(KeyError, match="'carb'.*crab"):
         dataset.npred_signal("carb")
+
+
+def test_slice_of_datasets_is_datasets_with_their_models():
+    from xgamma.datasets import Datasets
+
+    first, second = _flat_dataset().copy(name="a"), _flat_dataset().copy(name="b")
+    model = SkyModel(PowerLawSpectralModel(), PointSpatialModel(frame="galactic"), name="crab")
+    datasets = Datasets([first, second], models=[model])
+    head = datasets[:1]
+    assert isinstance(head, Datasets) and head.names == ["a"]
+    assert head.models.names == ["crab"] and head.models["crab"] is model
+    assert head.stat_sum() == pytest.approx(first.stat_sum())

@@ -69,6 +69,8 @@ class Datasets:
                 return self._datasets[self.names.index(key)]
             except ValueError:
                 raise KeyError(f"no dataset named {key!r}; datasets: {self.names}") from None
+        if isinstance(key, slice):  # like Models: a collection, holding the same datasets and models
+            return Datasets(self._datasets[key])
         return self._datasets[key]
 
     @property
