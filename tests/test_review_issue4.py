@@ -128,3 +128,19 @@ def test_slice_of_datasets_is_datasets_with_their_models():
     assert isinstance(head, Datasets) and head.names == ["a"]
     assert head.models.names == ["crab"] and head.models["crab"] is model
     assert head.stat_sum() == pytest.approx(first.stat_sum())
+
+
+def test_dask_datasets_share_out_flux_points_datasets():
+    """DaskDatasets balances its parts by size: flux points (no counts) count one per point."""
+    import xarray as xr
+
+    from xgamma.datasets.collection import _balanced_parts
+    from xgamma.datasets.flux_points import FluxPointsDataset
+    from xgamma.estimators import FluxPoints
+
+    coords = {"e_ref": ("energy", [1.0, 2.0, 4.0], {"units": "TeV"})}
+    dnde = ("energy", [1e-11, 3e-12, 7e-13], {"units": "cm-2 s-1 TeV-1"})
+    points = FluxPointsDataset(data=FluxPoints(xr.Dataset({"dnde": dnde}, coords=coords)), name="points")
+    maps = _flat_dataset()
+    parts = _balanced_parts([points, maps], 2)
+    assert sorted(len(part) for part in parts) == [1, 1]

@@ -247,7 +247,8 @@ class DaskDatasets:
 
 def _balanced_parts(datasets, n_parts) -> list[list]:
     """Split datasets into ``n_parts`` lists of similar total size (largest first, greedy)."""
-    sizes = [int(np.prod(d.counts.shape)) for d in datasets]
+    # counts bins; a FluxPointsDataset (no counts) counts its points
+    sizes = [int(np.prod(d.counts.shape)) if hasattr(d, "counts") else len(d.data) for d in datasets]
     parts, totals = [[] for _ in range(n_parts)], np.zeros(n_parts)
     for index in np.argsort(sizes)[::-1]:
         target = int(np.argmin(totals))
