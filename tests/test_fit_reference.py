@@ -360,3 +360,29 @@ def test_cutout_grows_with_the_source(crab_3d):
     fresh = stacked.copy()
     fresh.models = models
     np.testing.assert_array_equal(grown.npred_signal_values(), fresh.npred_signal_values())
+
+
+def test_joint_fit_of_1d_and_3d_datasets(crab_1d, crab_3d):
+    """One Crab model fitted to the 1-D spectrum and the 3-D cube together: the joint statistic is the sum
+    of the two, and the joint index lies between the two separate fits, with a smaller error."""
+    from xgamma.modeling import Models
+
+    def fit(datasets):
+        cubes = [d.name for d in datasets if hasattr(d, "geom_irf")]
+        models = crab_3d_models(cubes)
+        if not cubes:  # a spectrum alone does not constrain the position
+            models["crab"].spatial_model.freeze()
+        Datasets(datasets).models = models
+        result = Fit().run(Datasets(datasets))
+        assert result.success
+        return models["crab"].spectral_model.index, result
+
+    spectrum, cube = crab_1d["stacked"][0].copy(name="spectrum"), crab_3d["stacked"][0].copy(name="cube")
+    index_1d, _ = fit([spectrum])
+    index_3d, _ = fit([cube])
+    index_joint, result = fit([spectrum, cube])
+    low, high = sorted([index_1d.value, index_3d.value])
+    assert low < index_joint.value < high
+    assert index_joint.error < min(index_1d.error, index_3d.error)
+    assert result.total_stat == pytest.approx(spectrum.stat_sum() + cube.stat_sum(), rel=1e-12)
+    assert isinstance(Datasets([spectrum, cube]).models, Models)
