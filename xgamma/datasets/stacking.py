@@ -207,13 +207,14 @@ def from_sums(sums: xr.Dataset, units: dict | None = None) -> xr.Dataset:
                 out[name].attrs = dict(sums[name].attrs, units=units[name])
     if "counts_off" in sums:
         off, background_off = sums["counts_off"], sums["background_off"]
-        # a bin without OFF counts takes the average alpha of the whole dataset (Gammapy's
-        # rule: the background over the OFF counts, summed over all bins)
+        # a bin without OFF counts: in a spectrum, the average alpha of all its bins (Gammapy's rule);
+        # in a map, the ratio of the summed acceptances of that bin, which stays local so that
+        # stacking tile by tile (the Zarr store) gives the same numbers as stacking whole maps
+        fallback = sums["acceptance"] / sums["acceptance_off"].where(sums["acceptance_off"] > 0)
         total_off = float(off.sum())
-        average_alpha = float(background_off.sum()) / total_off if total_off > 0 else np.nan
-        if not np.isfinite(average_alpha):  # no OFF counts at all: the ratio of the summed acceptances
-            average_alpha = sums["acceptance"] / sums["acceptance_off"].where(sums["acceptance_off"] > 0)
-        alpha = (background_off / off.where(off > 0)).fillna(average_alpha)
+        if not set(SPATIAL) & set(off.dims) and total_off > 0:
+            fallback = float(background_off.sum()) / total_off
+        alpha = (background_off / off.where(off > 0)).fillna(fallback)
         out["acceptance_off"] = (sums["acceptance"] / alpha.where(alpha > 0)).fillna(0.0)
         out["acceptance_off"].attrs = {"units": ""}
         out = out.drop_vars("background_off")
