@@ -144,3 +144,16 @@ def test_dask_datasets_share_out_flux_points_datasets():
     maps = _flat_dataset()
     parts = _balanced_parts([points, maps], 2)
     assert sorted(len(part) for part in parts) == [1, 1]
+
+
+def test_constant_temporal_model_needs_no_gti():
+    """The mean of a constant norm is 1 whatever the GTIs: a dataset without GTIs accepts it."""
+    from xgamma.modeling import ConstantTemporalModel
+
+    dataset = _flat_dataset()
+    assert dataset.gti is None
+    spatial = PointSpatialModel(frame="galactic")
+    dataset.models = [SkyModel(PowerLawSpectralModel(), spatial, name="crab")]
+    plain = dataset.npred_signal_values()
+    dataset.models = [SkyModel(PowerLawSpectralModel(), spatial, ConstantTemporalModel(), name="crab")]
+    np.testing.assert_array_equal(dataset.npred_signal_values(), plain)

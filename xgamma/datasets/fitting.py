@@ -23,6 +23,13 @@ from .evaluator import MapEvaluator, SpectrumEvaluator
 __all__ = ["FitMixin", "OnOffFitMixin"]
 
 
+def _varies_in_time(model) -> bool:
+    """Whether a model's temporal part can change npred (a constant one's mean is 1 over any GTIs)."""
+    from ..modeling import ConstantTemporalModel
+
+    return model.temporal_model is not None and not isinstance(model.temporal_model, ConstantTemporalModel)
+
+
 class FitMixin:
     """Models, npred, statistic and `fake` for dataset classes (see the module docstring)."""
 
@@ -48,7 +55,7 @@ class FitMixin:
         scope = self._data.attrs.get("block_of") or self.name
         selected = Models(models).select(datasets_names=[scope])
         for model in selected:
-            if model.temporal_model is not None and self.gti is None:
+            if _varies_in_time(model) and self.gti is None:
                 raise ValueError(
                     f"model {model.name!r} has a temporal model, but dataset {self.name!r} carries no GTI to "
                     "integrate it over (datasets made by the makers have one in attrs['gti'])"
@@ -106,7 +113,7 @@ class FitMixin:
     def _npred_of(self, model):
         """A source's npred from its evaluator (None if it misses the dataset), times its temporal factor."""
         result = self._evaluator(model).compute_npred()
-        if result is None or model.temporal_model is None:
+        if result is None or not _varies_in_time(model):
             return result
         factor = self._temporal_factor(model.temporal_model)
         if isinstance(result, tuple):
