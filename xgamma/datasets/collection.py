@@ -169,6 +169,9 @@ class DaskDatasets:
     ``MALLOC_TRIM_THRESHOLD_`` setting, which makes likelihood calls on the
     workers about 2.5 times slower; `xgamma.cluster.get_client` removes it.
 
+    The models' structure (which parameters are linked) is sent with the
+    datasets: link or unlink parameters before creating a `DaskDatasets`.
+
     The datasets' caches (arrays, PSF kernels, spatial responses) build up
     on the workers during the first calls and are reused by later ones,
     because each part stays in its worker's memory as one object.

@@ -78,10 +78,6 @@ class Objective:
         """Current factors of the free parameters."""
         return self.free.values / self.scales
 
-    def set_factors(self, factors):
-        """Set the free parameters to ``factors`` (without evaluating the statistic)."""
-        self.free.values = np.asarray(factors, dtype=float) * self.scales
-
     def __call__(self, factors) -> float:
         values = np.asarray(factors, dtype=float) * self.scales
         self.free.values = values
