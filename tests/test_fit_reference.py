@@ -386,3 +386,23 @@ def test_joint_fit_of_1d_and_3d_datasets(crab_1d, crab_3d):
     assert index_joint.error < min(index_1d.error, index_3d.error)
     assert result.total_stat == pytest.approx(spectrum.stat_sum() + cube.stat_sum(), rel=1e-12)
     assert isinstance(Datasets([spectrum, cube]).models, Models)
+
+
+def test_fast_statistic_equals_the_sum_of_the_per_bin_statistic(crab_3d):
+    """stat_sum (cutout boxes, summed-area background, log only where counts) equals summing stat_array."""
+    from xgamma.datasets import MapDatasetOnOff
+
+    (stacked,) = crab_3d["stacked"]
+    dataset = stacked.copy()
+    models = crab_3d_models(["stacked"])
+    dataset.models = models
+    spectral = models["crab"].spectral_model
+    for index, amplitude in ((2.2, 4e-11), (2.6, 4e-11), (2.6, -4e-11)):  # negative: predictions clipped
+        spectral.index.value, spectral.amplitude.value = index, amplitude
+        expected = dataset.stat_array()[dataset.mask.values].sum()
+        assert dataset.stat_sum() == pytest.approx(expected, rel=1e-12)
+    on_off = MapDatasetOnOff.from_map_dataset(
+        stacked, counts_off=stacked.background * 5, acceptance=1, acceptance_off=5, name="stacked"
+    )
+    on_off.models = models
+    assert on_off.stat_sum() == pytest.approx(on_off.stat_array()[on_off.mask.values].sum(), rel=1e-12)

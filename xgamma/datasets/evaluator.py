@@ -16,9 +16,9 @@ Everything works on NumPy arrays pulled out of the dataset once
    order of the calls) and smooth while the source stays near one node;
 2. *spatial response* ``PSF * (exposure x fraction)`` per true-energy bin:
    rebuilt when a spatial parameter changes;
-3. *npred*: ``edisp^T (flux x response)``, rebuilt when a spectral parameter
-   changes. A fit of spectral parameters only therefore costs one small
-   matrix product per call.
+3. *npred*: ``sum_t flux_t edisp[t, e] response[t]``, rebuilt when a
+   spectral parameter changes (the edisp product is kept with the response,
+   so a spectral fit costs one weighted sum per call).
 """
 
 from __future__ import annotations
@@ -249,6 +249,7 @@ class MapEvaluator:
                 return
         self._cutout_geom_true = geom.slice_by_idx(self._slices).to_cube([a.energy_axis_true])
         self._exposure = a.exposure[:, self._slices["y"], self._slices["x"]]
+        self._cutout_shape = self._exposure.shape[1:]
         self._spatial_key = self._spectral_key = None
         self._convolver = None
 
@@ -302,7 +303,7 @@ class MapEvaluator:
             return None
         spatial_key = tuple(spatial.parameters.values)
         if spatial_key != self._spatial_key:
-            self._response = self._spatial_response()
+            self._response = self._dispersed(self._spatial_response())
             self._spatial_key, self._spectral_key = spatial_key, None
         spectral_key = tuple(self.model.spectral_model.parameters.values)
         if spectral_key != self._spectral_key:
@@ -310,23 +311,30 @@ class MapEvaluator:
             self._spectral_key = spectral_key
         return self._slices, self._npred
 
-    def _fold(self, response) -> np.ndarray:
+    def _dispersed(self, response) -> np.ndarray:
+        """``edisp[t, e] x response[t, y, x]`` as (energy_true, energy, pixels): spectral changes are then one sum."""
+        if self._edisp is None:
+            return response.reshape(response.shape[0], 1, -1)
+        return self._edisp[:, :, None] * response.reshape(response.shape[0], 1, -1)
+
+    def _fold(self, dispersed) -> np.ndarray:
         a = self.arrays
         flux = self.model.spectral_model.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
-        if self._edisp is None:
-            return response * np.asarray(flux)[:, None, None]
-        # einsum, not a BLAS product: small and thread-free (BLAS threads fight Dask workers and each other)
-        return np.einsum("t,te,tyx->eyx", flux, self._edisp, response, optimize=False)
+        # a weighted sum over the (few) true-energy bins, not a BLAS product: BLAS threads fight
+        # Dask workers and each other, and this is as fast single-threaded
+        npred = np.zeros(dispersed.shape[1:])
+        for weight, plane in zip(np.asarray(flux, dtype=float), dispersed):
+            npred += weight * plane
+        ny, nx = self._cutout_shape
+        return npred.reshape(-1, ny, nx)
 
     def _position(self) -> tuple[float, float]:
         """Source position (deg) in the dataset's frame (a template's: its map centre); the
         dataset's map centre for diffuse models."""
         spatial = self.model.spatial_model
-        if spatial.evaluation_radius is None or spatial.position is None:
-            center = self.arrays.geom.center_skydir.spherical
-            return float(center.lon.deg), float(center.lat.deg)
-        if not hasattr(spatial, "lon_0"):  # a template: the centre of its map
-            c = spatial.position.transform_to(self.arrays.geom.frame)
+        if not hasattr(spatial, "lon_0"):  # templates (the centre of their map), diffuse models (the dataset's)
+            position = spatial.position if spatial.evaluation_radius is not None else None
+            c = (position if position is not None else self.arrays.geom.center_skydir).transform_to(self.arrays.geom.frame)
             return float(c.spherical.lon.deg), float(c.spherical.lat.deg)
         lon, lat = float(spatial.lon_0.value), float(spatial.lat_0.value)
         frame = spatial.frame
