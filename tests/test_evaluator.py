@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from xgamma.datasets.evaluator import _FFTConvolver, _place_kernels, edisp_kernel_from_migra, psf_kernel
+from xgamma.datasets.evaluator import (
+    _convolve_support,
+    _FFTConvolver,
+    _place_kernels,
+    edisp_kernel_from_migra,
+    psf_kernel,
+)
 
 
 def gaussian_psf(sigma_deg, rad_edges):
@@ -58,4 +64,11 @@ def test_direct_and_fft_convolutions_agree_with_scipy():
         response[:, iy, ix] = rng.random(2)
     expected = fftconvolve(response, kernel, mode="same", axes=(1, 2))
     np.testing.assert_allclose(_place_kernels(response, fraction, kernel), expected, atol=1e-12)
-    np.testing.assert_allclose(_FFTConvolver(kernel, (20, 30))(response), expected, atol=1e-6)
+    np.testing.assert_allclose(_FFTConvolver(kernel, (20, 30))(response)[:, 3:23, 3:33], expected, atol=1e-6)
+    np.testing.assert_allclose(_convolve_support(response, fraction, kernel, {}), expected, atol=1e-6)
+    # a compact source away from the edges: only its box is transformed
+    fraction = np.zeros((20, 30))
+    fraction[8:12, 10:16] = 1.0
+    response = rng.random((2, 20, 30)) * fraction
+    expected = fftconvolve(response, kernel, mode="same", axes=(1, 2))
+    np.testing.assert_allclose(_convolve_support(response, fraction, kernel, {}), expected, atol=1e-6)

@@ -156,21 +156,42 @@ def _containment_radius(psf_values, rad_edges, fraction) -> float:
 
 
 class _FFTConvolver:
-    """``fftconvolve(image, kernel, mode="same")`` per plane, with the kernel's transform computed once."""
+    """Full 2-D convolution (``fftconvolve(image, kernel, mode="full")``) per plane, kernel transform kept."""
 
     def __init__(self, kernel, image_shape):
         n_kernel = kernel.shape[-1]
-        self._half = n_kernel // 2
-        self._image_shape = tuple(image_shape)
-        self._shape = tuple(next_fast_len(n + n_kernel - 1, real=True) for n in image_shape)
+        self._full_shape = tuple(n + n_kernel - 1 for n in image_shape)
+        self._shape = tuple(next_fast_len(n, real=True) for n in self._full_shape)
         # single precision: twice as fast, and 1e-7 relative is far below Poisson noise
         self._kernel_fft = rfft2(kernel.astype(np.float32), s=self._shape, axes=(1, 2))
 
     def __call__(self, images) -> np.ndarray:
         spectrum = rfft2(images.astype(np.float32), s=self._shape, axes=(1, 2)) * self._kernel_fft
-        full = irfft2(spectrum, s=self._shape, axes=(1, 2)).astype(np.float64)
-        ny, nx = self._image_shape
-        return full[:, self._half:self._half + ny, self._half:self._half + nx]
+        full = irfft2(spectrum, s=self._shape, axes=(1, 2))
+        return full[:, :self._full_shape[0], :self._full_shape[1]].astype(np.float64)
+
+
+def _convolve_support(response, fraction, kernel, convolvers) -> np.ndarray:
+    """``fftconvolve(response, kernel, mode="same")``, transforming only the box where the source is.
+
+    ``convolvers`` caches an `_FFTConvolver` per box shape (it changes little as a source moves).
+    """
+    support = fraction if fraction.ndim == 2 else fraction.any(axis=0)
+    rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
+    out = np.zeros_like(response)
+    if rows.size == 0:
+        return out
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    sub = response[:, y0:y1, x0:x1]
+    if sub.shape[1:] not in convolvers:
+        convolvers[sub.shape[1:]] = _FFTConvolver(kernel, sub.shape[1:])
+    full = convolvers[sub.shape[1:]](sub)
+    # full[:, i, j] lands on response pixel (y0 - half + i, x0 - half + j); clip to the cutout
+    half, (_, ny, nx) = kernel.shape[-1] // 2, response.shape
+    top, left = y0 - half, x0 - half
+    ys, xs = slice(max(top, 0), min(top + full.shape[1], ny)), slice(max(left, 0), min(left + full.shape[2], nx))
+    out[:, ys, xs] = full[:, ys.start - top:ys.stop - top, xs.start - left:xs.stop - left]
+    return out
 
 
 class SpectrumEvaluator:
@@ -251,7 +272,7 @@ class MapEvaluator:
         self._exposure = a.exposure[:, self._slices["y"], self._slices["x"]]
         self._cutout_shape = self._exposure.shape[1:]
         self._spatial_key = self._spectral_key = None
-        self._convolver = None
+        self._convolvers = {}
 
     def _irf_at(self, irf_map, lon, lat) -> np.ndarray:
         """An IRF map (..., y_irf, x_irf) at the source, interpolated bilinearly between IRF pixels."""
@@ -285,9 +306,7 @@ class MapEvaluator:
             return response
         if fraction.ndim == 2 and np.count_nonzero(fraction) <= MAX_PIXELS_DIRECT:
             return _place_kernels(response, fraction, self._kernel)
-        if self._convolver is None:
-            self._convolver = _FFTConvolver(self._kernel, response.shape[1:])
-        return self._convolver(response)
+        return _convolve_support(response, fraction, self._kernel, self._convolvers)
 
     # --- 3. npred ---------------------------------------------------------------------------
     def compute_npred(self):
