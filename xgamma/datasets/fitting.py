@@ -1,8 +1,10 @@
 """What makes a dataset fittable: models, predicted counts, the likelihood, fake data.
 
-`FitMixin` is shared by `MapDataset`, `MapDatasetOnOff`, `SpectrumDataset` and
-`SpectrumDatasetOnOff`. A subclass supplies `FitMixin._make_fit_arrays` (its
-arrays as plain NumPy, built once) and `FitMixin._stat_array` (Cash or WStat).
+`FitMixin` (Cash) is shared by `MapDataset` and `SpectrumDataset`,
+`OnOffFitMixin` (WStat) by `MapDatasetOnOff` and `SpectrumDatasetOnOff`. A
+dataset class supplies ``_make_fit_arrays`` (its arrays as plain NumPy, built
+once); the statistic comes from ``_stat_bins`` (per bin) and, on maps, the
+faster ``_masked_stat_sum`` and ``_background_only_bins``.
 
 Models are attached with ``dataset.models = models`` (a `Models`, a list or
 one model); the dataset keeps those that apply to it (``datasets_names``
