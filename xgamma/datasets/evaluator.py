@@ -229,6 +229,7 @@ class MapEvaluator:
         self.model = model
         self.arrays = arrays
         self._frame_node = None
+        self._grid = None
         self._spatial_key = self._spectral_key = None
 
     # --- 1. frame: cutout, PSF kernel and edisp at the grid node nearest the source -------------
@@ -240,10 +241,12 @@ class MapEvaluator:
 
     def _node_of(self, lon, lat) -> tuple[int, int, int | None]:
         """Frame node: grid position nearest the source, and the bucket of its radius."""
-        x, y = (float(v) for v in self.arrays.geom.coord_to_pix((lon, lat)))
-        step = self._node_step()
+        if self._grid is None:  # geometry numbers, read once: this runs at every likelihood call
+            geom = self.arrays.geom
+            self._grid = (geom.wcs, self._node_step(), float(np.mean(geom.binsz)))
+        wcs, step, binsz = self._grid
+        x, y = (float(v) for v in wcs.wcs_world2pix(lon, lat, 0))
         radius = self.model.evaluation_radius
-        binsz = float(np.mean(self.arrays.geom.binsz))
         # the cutout must grow with the source (a size fit); buckets keep npred a function of the parameters
         bucket = None if radius is None else int(np.ceil(RADIUS_BUCKETS_PER_OCTAVE * np.log2(max(radius, binsz) / binsz)))
         return int(np.rint(x / step)), int(np.rint(y / step)), bucket
