@@ -157,3 +157,18 @@ def test_constant_temporal_model_needs_no_gti():
     plain = dataset.npred_signal_values()
     dataset.models = [SkyModel(PowerLawSpectralModel(), spatial, ConstantTemporalModel(), name="crab")]
     np.testing.assert_array_equal(dataset.npred_signal_values(), plain)
+
+
+def test_appended_dataset_takes_the_collections_models():
+    from xgamma.axes import MapAxis
+    from xgamma.datasets import Datasets, SpectrumDataset
+    from xgamma.geom import RegionGeom
+    from xgamma.modeling import PowerLawSpectralModel, SkyModel
+
+    energy = MapAxis.from_energy_bounds("1 TeV", "10 TeV", 3)
+    geom = RegionGeom.create("icrs;circle(83.63, 22.01, 0.1)", axes=[energy])
+    first = SpectrumDataset.create(geom, energy.copy(name="energy_true"), name="a")
+    datasets = Datasets([first], models=[SkyModel(PowerLawSpectralModel(), name="src")])
+    second = SpectrumDataset.create(geom, energy.copy(name="energy_true"), name="b")
+    datasets.append(second)
+    assert second.models is not None and second.models["src"] is datasets.models["src"]

@@ -42,15 +42,18 @@ class Datasets:
 
     def __init__(self, datasets=(), models=None):
         self._datasets = []
+        self._models = None
         for dataset in datasets:
             self.append(dataset)
-        self._models = None
         if models is not None:
             self.models = models
 
     def append(self, dataset):
+        """Add a dataset; it takes the collection's models, if the collection has them."""
         if dataset.name in self.names:
             raise ValueError(f"a dataset named {dataset.name!r} is already in the collection; names must be unique")
+        if self._models is not None:
+            dataset.models = self._models
         self._datasets.append(dataset)
 
     @property
