@@ -202,26 +202,27 @@ class SpectrumDatasetMaker:
 
     def make_exposure(self, dataset, observation, region, offsets, weights):
         """Exposure per true-energy bin in cm2 s (containment-corrected if asked)."""
+        if not self.containment_correction:
+            return self.make_exposure_irf(dataset, observation, offsets, weights)
         energy_true = dataset.energy_axis_true.center.to_value("TeV")
         aeff = self._aeff(dataset, observation, offsets)
-        if self.containment_correction:
-            if observation.is_point_like:
-                raise ValueError(
-                    f"observation {observation.obs_id}: containment correction needs full-enclosure IRFs; point-like "
-                    f"IRFs already include the RAD_MAX cut (use containment_correction=False)"
-                )
-            if observation.psf is None:
-                raise ValueError(
-                    f"observation {observation.obs_id}: containment_correction=True needs a PSF, but the observation "
-                    f"has none (available IRFs: {observation.available_irfs})"
-                )
-            if not isinstance(region, CircleSkyRegion):
-                raise TypeError(
-                    f"containment correction is defined for a circular ON region, got {type(region).__name__}"
-                )
-            radius = region.radius.to_value("deg")
-            containment = observation.psf.containment(radius, energy_true=energy_true[:, None], offset=offsets[None, :])
-            aeff = aeff * np.asarray(containment, dtype=float)
+        if observation.is_point_like:
+            raise ValueError(
+                f"observation {observation.obs_id}: containment correction needs full-enclosure IRFs; point-like "
+                f"IRFs already include the RAD_MAX cut (use containment_correction=False)"
+            )
+        if observation.psf is None:
+            raise ValueError(
+                f"observation {observation.obs_id}: containment_correction=True needs a PSF, but the observation "
+                f"has none (available IRFs: {observation.available_irfs})"
+            )
+        if not isinstance(region, CircleSkyRegion):
+            raise TypeError(
+                f"containment correction is defined for a circular ON region, got {type(region).__name__}"
+            )
+        radius = region.radius.to_value("deg")
+        containment = observation.psf.containment(radius, energy_true=energy_true[:, None], offset=offsets[None, :])
+        aeff = aeff * np.asarray(containment, dtype=float)
         return (aeff * weights[None, :]).sum(axis=1) * observation.livetime.to_value("s")
 
     def make_exposure_irf(self, dataset, observation, offsets, weights):
