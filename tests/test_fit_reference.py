@@ -122,32 +122,12 @@ def test_joint_crab_fits_match_reference(joint_crab, kind, selection):
 # ---- Crab 3-D (H.E.S.S. DR1, point source + FoV background) --------------------------------------------
 @pytest.fixture(scope="module")
 def crab_3d(hess_dir, reference_dir):
-    from test_map_maker import CRAB, OBS_IDS
+    from test_map_maker import OBS_IDS, crab_template, reduce_crab_runs
 
-    from xgamma.axes import MapAxis
-    from xgamma.datasets.map import MapDataset
     from xgamma.datasets.stacking import stack_datasets
-    from xgamma.geom import WcsGeom
-    from xgamma.makers.fov_background import FoVBackgroundMaker
-    from xgamma.makers.map import MapDatasetMaker
 
-    energy = MapAxis.from_energy_bounds(1, 10, 4)
-    energy_true = MapAxis.from_energy_bounds(0.5, 20, 10, name="energy_true")
-    geom = WcsGeom.create(skydir=CRAB, width=4, binsz=0.02, frame="icrs", proj="CAR", axes=[energy])
-    template = MapDataset.create(geom, energy_axis_true=energy_true, name="stacked")
-    exclusion = ~template.geom.to_image().region_mask(CircleSkyRegion(CRAB, 0.3 * u.deg))
-    exclusion.attrs["wcs"] = template.geom.to_header_string()
-    makers = [
-        MapDatasetMaker(),
-        SafeMaskMaker(methods=["offset-max", "aeff-max"], offset_max="2.5 deg"),
-        FoVBackgroundMaker(method="fit", exclusion_mask=exclusion),
-    ]
-    per_run = []
-    for observation in DataStore.from_dir(hess_dir).get_observations(OBS_IDS):
-        dataset = template.cutout(observation.pointing, width="5 deg", name=str(observation.obs_id))
-        for maker in makers:
-            dataset = maker.run(dataset, observation)
-        per_run.append(dataset)
+    template = crab_template()
+    per_run = reduce_crab_runs(DataStore.from_dir(hess_dir).get_observations(OBS_IDS), template)
     reference = yaml.safe_load((reference_dir / "crab-3d.yaml").read_text())
     return {"joint": per_run, "stacked": [stack_datasets(per_run, template=template)], "reference": reference}
 

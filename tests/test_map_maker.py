@@ -38,17 +38,16 @@ def observations(hess_dir):
     return [o.load() for o in obs]
 
 
-@pytest.fixture(scope="module")
-def template():
+def crab_template():
+    """The stacked geometry of crab-3d.yaml: 4 x 4 deg, 0.02 deg pixels, 4 reco and 10 true energy bins."""
     energy = MapAxis.from_energy_bounds(1, 10, 4)
     energy_true = MapAxis.from_energy_bounds(0.5, 20, 10, name="energy_true")
     geom = WcsGeom.create(skydir=CRAB, width=4, binsz=0.02, frame="icrs", proj="CAR", axes=[energy])
     return MapDataset.create(geom, energy_axis_true=energy_true, name="stacked")
 
 
-@pytest.fixture(scope="module")
-def crab_datasets(observations, template):
-    """Per-run datasets as in crab-3d.yaml: cutout, maker, safe mask, FoV background fit."""
+def reduce_crab_runs(observations, template):
+    """Per-run datasets as in crab-3d.yaml (cutout, maker, safe mask, FoV background fit), named by obs id."""
     exclusion = ~template.geom.to_image().region_mask(CircleSkyRegion(CRAB, 0.3 * u.deg))
     exclusion.attrs["wcs"] = template.geom.to_header_string()
     makers = [
@@ -58,11 +57,21 @@ def crab_datasets(observations, template):
     ]
     out = []
     for obs in observations:
-        dataset = template.cutout(obs.pointing, width="5 deg")
+        dataset = template.cutout(obs.pointing, width="5 deg", name=str(obs.obs_id))
         for maker in makers:
             dataset = maker.run(dataset, obs)
         out.append(dataset)
     return out
+
+
+@pytest.fixture(scope="module")
+def template():
+    return crab_template()
+
+
+@pytest.fixture(scope="module")
+def crab_datasets(observations, template):
+    return reduce_crab_runs(observations, template)
 
 
 def _independent_counts(obs, template):
