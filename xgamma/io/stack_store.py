@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ from ..datasets.stacking import (
 )
 from .zarr import json_attrs
 
-__all__ = ["StackStore", "Tile", "LAYERS"]
+__all__ = ["LAYERS", "StackStore", "Tile"]
 
 _FAST_CODEC = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
@@ -307,9 +308,8 @@ class StackStore:
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
             with open(tmp, "wb") as f:
                 f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic rename on POSIX
+            # atomic against a killed process; no fsync: the chunks it points to are not synced either
+            os.replace(tmp, path)
         else:
             fs.pipe_file(path, payload)  # a single PUT: atomic on object stores
 
@@ -331,6 +331,14 @@ class StackStore:
         return [tile for tile, entry in ledgers.items() if not entry["finished"]]
 
     # ---- updates --------------------------------------------------------------
+    def _arrays(self, group: str) -> dict:
+        """``name -> zarr AsyncArray`` of ``group`` (opened once per process)."""
+        options = json.dumps(self.storage_options, sort_keys=True, default=str)
+        return _open_arrays(self.url, group, self.attrs["xgamma_stack"]["config_hash"], options)
+
+    def _tile_names(self, tile: Tile) -> list[str]:
+        return [name for name, (_, _, layer) in self.arrays.items() if layer == tile.layer]
+
     def update_tile(self, tile: Tile, pieces, finish=True) -> list[int]:
         """Add observations' pieces to one tile (each tile has one writer at a time).
 
@@ -355,59 +363,68 @@ class StackStore:
             if finish and not entry["finished"]:
                 self.finish_tile(tile)
             return []
-        group = self._group("sums", mode="r+")
-        sums = {}
-        for name, (dims, shape, layer) in self.arrays.items():
-            if layer != tile.layer:
-                continue
-            index = tile.index(dims)
-            if held:
-                block = np.asarray(group[name][(slot, *index)])
-            else:  # never written: no need to read zeros
-                block = np.zeros(_block_shape(shape, dims, index), dtype=group[name].dtype)
-            for _, piece in new:
-                if name in piece:
-                    where, values = piece[name]
-                    block[where] += values
-            group[name][(1 - slot, *index)] = block
-            sums[name] = xr.DataArray(block, dims=dims)
+        names = self._tile_names(tile)
+        if held:
+            blocks = self._read_slot(tile, slot)
+        else:  # never written: no need to read zeros
+            arrays = self._arrays("sums")
+            blocks = {n: np.zeros(_block_shape(self.arrays[n][1], self.arrays[n][0], tile.index(self.arrays[n][0])),
+                                  dtype=arrays[n].dtype) for n in names}
+        for _, piece in new:
+            for name, (where, values) in piece.items():
+                blocks[name][where] += values
+        sums = self._arrays("sums")
+        writes = [(sums[n], (1 - slot, *tile.index(self.arrays[n][0])), blocks[n]) for n in names]
         if finish:
-            self._write_stacked(tile, xr.Dataset(sums))
+            writes += self._stacked_writes(tile, blocks)
+        zarr.core.sync.sync(_write_blocks(writes))
         # the ledger write commits the update: a task dying before it leaves the tile as it was
         self._write_ledger(tile, 1 - slot, held | {obs_id for obs_id, _ in new}, finished=finish)
         return [obs_id for obs_id, _ in new]
 
+    def _read_slot(self, tile: Tile, slot: int) -> dict:
+        """``name -> writable block`` of one tile's sums in ``slot``."""
+        names = self._tile_names(tile)
+        sums = self._arrays("sums")
+        blocks = zarr.core.sync.sync(_read_blocks([(sums[n], (slot, *tile.index(self.arrays[n][0]))) for n in names]))
+        return {n: np.array(block, copy=not block.flags.writeable) for n, block in zip(names, blocks)}
+
     def read_sums(self, tile: Tile | None = None) -> xr.Dataset:
         """Current sums, of one tile or of the whole store, in memory."""
-        group = self._group("sums")
         tiles = [tile] if tile is not None else [t for layer in self.layers for t in self.tiles(layer)]
-        slots = {t: self.ledger(t)[0] for t in tiles}
+        attrs = {name: dict(array.attrs) for name, array in self._group("sums").arrays()}
         variables = {}
         for name, (dims, shape, layer) in self.arrays.items():
-            if tile is not None and layer != tile.layer:
-                continue
-            if tile is not None:
-                values = np.asarray(group[name][(slots[tile], *tile.index(dims))])
-            else:
-                values = np.zeros(shape, dtype=group[name].dtype)
-                for t in self.tiles(layer):
-                    values[t.index(dims)] = group[name][(slots[t], *t.index(dims))]
-            variables[name] = xr.DataArray(values, dims=dims, attrs=dict(group[name].attrs))
-        return xr.Dataset(variables)
+            if tile is None:
+                variables[name] = np.zeros(shape, dtype=self._arrays("sums")[name].dtype)
+            elif layer == tile.layer:
+                variables[name] = None
+        for t in tiles:
+            blocks = self._read_slot(t, self.ledger(t)[0])
+            for name, block in blocks.items():
+                if tile is None:
+                    variables[name][t.index(self.arrays[name][0])] = block
+                else:
+                    variables[name] = block
+        return xr.Dataset({n: xr.DataArray(v, dims=self.arrays[n][0], attrs=attrs[n]) for n, v in variables.items()})
 
     def finish_tile(self, tile: Tile) -> None:
         """Write the finished dataset of one tile from its current sums."""
         entry = self._ledger_entry(tile)
-        self._write_stacked(tile, self.read_sums(tile))
+        zarr.core.sync.sync(_write_blocks(self._stacked_writes(tile, self._read_slot(tile, entry["slot"]))))
         self._write_ledger(tile, entry["slot"], entry["obs_ids"], finished=True)
 
-    def _write_stacked(self, tile: Tile, sums: xr.Dataset) -> None:
+    def _stacked_writes(self, tile: Tile, blocks: dict) -> list:
+        """``(array, index, values)`` writing a tile's stacked product from its sums ``blocks``."""
+        sums = xr.Dataset({name: xr.DataArray(block, dims=self.arrays[name][0]) for name, block in blocks.items()})
         stacked = from_sums(sums, units=self.irf_units)
-        group = self._group("stacked", mode="r+")
+        arrays = self._arrays("stacked")
+        writes = []
         for name in stacked.data_vars:
-            array = group[name]
-            dims = _dims(array)
-            array[tile.index(dims)] = stacked[name].transpose(*dims).values.astype(array.dtype)
+            array = arrays[name]
+            dims = tuple(array.metadata.dimension_names)
+            writes.append((array, tile.index(dims), stacked[name].transpose(*dims).values.astype(array.dtype)))
+        return writes
 
     def record_obs_ids(self, ledgers=None) -> list[int]:
         """Write the ids of the observations held into the stacked group's attrs."""
@@ -465,6 +482,28 @@ def _coordinates_attr(var, layout) -> str | None:
     """CF ``coordinates`` attr: the non-index coordinates on the variable's dims (how xarray finds them)."""
     names = sorted(name for name, coord in layout.coords.variables.items() if name not in layout.dims and set(coord.dims) <= set(var.dims))
     return " ".join(names) or None
+
+
+@functools.lru_cache(maxsize=64)
+def _open_arrays(url, group, config_hash, storage_options_json) -> dict:
+    """Arrays of one group of a stack store, opened once per process (their metadata never changes).
+
+    Tiles hold data almost everywhere, so zarr's per-chunk check for an
+    all-fill-value chunk (``write_empty_chunks=False``) is skipped.
+    """
+    options = _zarr_options(url, json.loads(storage_options_json))
+    opened = zarr.open_group(url, mode="r+", path=group, storage_options=options)
+    return {name: array.async_array.with_config({"write_empty_chunks": True}) for name, array in opened.arrays()}
+
+
+async def _read_blocks(requests):
+    """Read ``(array, selection)`` pairs concurrently."""
+    return await asyncio.gather(*(array.getitem(selection) for array, selection in requests))
+
+
+async def _write_blocks(requests):
+    """Write ``(array, selection, values)`` triples concurrently."""
+    await asyncio.gather(*(array.setitem(selection, values) for array, selection, values in requests))
 
 
 async def _create_nodes(store, nodes, values):
