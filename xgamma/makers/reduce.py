@@ -28,7 +28,6 @@ import shutil
 import tempfile
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 from dask import delayed
@@ -39,7 +38,7 @@ from ..geom import WcsGeom
 from ..io.stack_store import StackStore
 from ..units import to_value
 
-__all__ = ["reduce", "reduce_observation", "cutout_template", "ReductionError"]
+__all__ = ["ReductionError", "reduce", "reduce_observation"]
 
 log = logging.getLogger(__name__)
 
@@ -52,55 +51,77 @@ def _grid_geom(var: xr.DataArray, dims) -> WcsGeom:
     return WcsGeom.from_header(var.attrs["wcs"], npix=(var.sizes[dims[1]], var.sizes[dims[0]]))
 
 
-def footprint(target: xr.Dataset, position, width) -> dict:
-    """Index slices of a cutout around ``position`` on each sky grid of ``target``.
+class _Template:
+    """The target of a reduction in a form that is cheap to send to every task and to cut.
 
-    Returns
-    -------
-    dict
-        ``{("y", "x"): {"y": slice, "x": slice}, ("y_irf", "x_irf"): {...}}``
-        for the grids the target has.
-    """
-    slices = {}
-    for dims in (SPATIAL, IRF_SPATIAL):
-        var = next((v for v in target.data_vars.values() if set(dims) <= set(v.dims)), None)
-        if var is None:
-            continue
-        cut = _grid_geom(var, dims).cutout_slices(position, width)
-        slices[dims] = {dims[0]: cut["y"], dims[1]: cut["x"]}
-    return slices
-
-
-def cutout_template(target: xr.Dataset, position, width) -> xr.Dataset:
-    """Cut every map of ``target`` around ``position`` (WCS attrs rewritten).
+    Variables holding one value everywhere (a fresh template: zeros, an
+    all-True mask) travel as that value and are rebuilt at cutout size where
+    the cutout is made; the sky grids are parsed once.
 
     Parameters
     ----------
-    target : `xarray.Dataset`
-        Dataset on the target grid (numpy or lazy dask zeros).
-    position : `~astropy.coordinates.SkyCoord`
-        Cutout centre (the pointing).
-    width : float, str or `~astropy.units.Quantity`
-        Cutout width (deg).
-
-    Returns
-    -------
-    `xarray.Dataset`
-        Loaded into memory.
+    dataset : `xgamma.datasets.Dataset`
+        The target (numpy or dask backed).
     """
-    pieces = footprint(target, position, width)
-    out = target
-    headers = {}
-    for dims, index in pieces.items():
-        out = out.isel(index)
-        var = next(v for v in target.data_vars.values() if set(dims) <= set(v.dims))
-        headers[dims] = _grid_geom(var, dims).slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
-    out = out.load()
-    for var in out.data_vars.values():
-        for dims, header in headers.items():
-            if set(dims) <= set(var.dims):
-                var.attrs = dict(var.attrs, wcs=header)
-    return out
+
+    def __init__(self, dataset):
+        self.kind = type(dataset)
+        data = dataset.data
+        self.order = list(data.data_vars)
+        self.sizes = dict(data.sizes)
+        #: name -> (dims, value, dtype, attrs) of the constant variables
+        self.constants = {}
+        for name, var in data.data_vars.items():
+            values = var.data
+            if isinstance(values, np.ndarray) and values.size and np.all(values == values.flat[0]):
+                self.constants[name] = (var.dims, values.flat[0], var.dtype, dict(var.attrs))
+        self.data = data.drop_vars(list(self.constants))
+        #: spatial dims -> `WcsGeom` of that sky grid
+        self.grids = {}
+        for dims in (SPATIAL, IRF_SPATIAL):
+            var = next((v for v in data.data_vars.values() if set(dims) <= set(v.dims)), None)
+            if var is not None:
+                self.grids[dims] = _grid_geom(var, dims)
+
+    def footprint(self, position, width) -> dict:
+        """Index slices of a cutout around ``position`` on each sky grid.
+
+        Returns
+        -------
+        dict
+            ``{("y", "x"): {"y": slice, "x": slice}, ("y_irf", "x_irf"): {...}}``
+            for the grids the target has.
+        """
+        slices = {}
+        for dims, geom in self.grids.items():
+            cut = geom.cutout_slices(position, width)
+            slices[dims] = {dims[0]: cut["y"], dims[1]: cut["x"]}
+        return slices
+
+    def cutout(self, position=None, width=None) -> xr.Dataset:
+        """Every map cut around ``position`` (WCS attrs rewritten), in memory; the whole target without ``width``."""
+        pieces = self.footprint(position, width) if width is not None else {}
+        sizes = dict(self.sizes)
+        headers = {}
+        data = self.data
+        for dims, index in pieces.items():
+            data = data.isel(index, missing_dims="ignore")
+            for dim in dims:
+                sizes[dim] = len(range(*index[dim].indices(self.sizes[dim])))
+            headers[dims] = self.grids[dims].slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
+        data = data.load()
+        variables = {}
+        for name in self.order:
+            if name in self.constants:
+                dims, value, dtype, attrs = self.constants[name]
+                var = xr.DataArray(np.full([sizes[d] for d in dims], value, dtype=dtype), dims=dims, attrs=attrs)
+            else:
+                var = data[name].variable
+            for dims, header in headers.items():
+                if set(dims) <= set(var.dims):
+                    var.attrs = dict(var.attrs, wcs=header)
+            variables[name] = var
+        return xr.Dataset(variables, coords=data.coords, attrs=data.attrs)
 
 
 def reduce_observation(observation, target, makers, cutout_width=None):
@@ -111,7 +132,8 @@ def reduce_observation(observation, target, makers, cutout_width=None):
     observation : `xgamma.data.Observation`
         Read lazily, on the process that runs this.
     target : `xgamma.datasets.Dataset`
-        Empty dataset on the target geometry (lazy zeros are fine).
+        Empty dataset on the target geometry (lazy zeros are fine), or its
+        `_Template` (what `reduce` sends to its tasks).
     makers : sequence
         Objects with ``run(dataset, observation) -> dataset``, applied in order.
     cutout_width : float, str or `~astropy.units.Quantity`, optional
@@ -129,31 +151,15 @@ def reduce_observation(observation, target, makers, cutout_width=None):
         Naming the observation, chained to the original error.
     """
     try:
-        if cutout_width is not None:
-            data = cutout_template(target.data, observation.pointing, cutout_width)
-        else:
-            data = target.data.load()
+        template = target if isinstance(target, _Template) else _Template(target)
+        data = template.cutout(observation.pointing, cutout_width)
         data.attrs = dict(data.attrs, obs_ids=[int(observation.obs_id)], name=str(observation.obs_id))
-        dataset = type(target)(data)
+        dataset = template.kind(data)
         for maker in makers:
             dataset = maker.run(dataset, observation)
         return dataset
     except Exception as err:
         raise ReductionError(f"observation {observation.obs_id}: {type(err).__name__}: {err}") from err
-
-
-def _lazy(dataset):
-    """The template with constant variables as lazy `dask.array.full` (small to pickle).
-
-    A template is usually constant (zeros, an all-True mask); other variables
-    are kept as they are and travel with every task.
-    """
-    data = dataset.data.copy()
-    for name, var in data.data_vars.items():
-        values = var.data
-        if isinstance(values, np.ndarray) and values.size and np.all(values == values.flat[0]):
-            data[name] = var.copy(data=da.full(var.shape, values.flat[0], dtype=var.dtype, chunks=-1))
-    return type(dataset)(data)
 
 
 def _pieces(observation, target, makers, cutout_width, store):
@@ -261,9 +267,9 @@ def reduce(
             irf_tile_size=irf_tile_size,
             storage_options=storage_options,
         )
-        lazy_target = _lazy(target)
+        template = _Template(target)
         held = stack.held()
-        footprints = {id(obs): _tiles_of(obs, stack, target, cutout_width) for obs in observations}
+        footprints = {id(obs): _tiles_of(obs, stack, template, cutout_width) for obs in observations}
         pending = [obs for obs in observations if not _is_complete(obs, held, footprints[id(obs)])]
         # neighbours in one batch share tiles: fewer, fuller tile updates
         pending.sort(key=lambda obs: min(((t.iy, t.ix) for t in footprints[id(obs)] if t.layer == "main"), default=(0, 0)))
@@ -277,7 +283,7 @@ def reduce(
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
             size = batch_size or max(8, 4 * threads)
             batches = [pending[start : start + size] for start in range(0, len(pending), size)]
-            _run_batches(batches, footprints, lazy_target, makers, cutout_width, stack, get, progress)
+            _run_batches(batches, footprints, template, makers, cutout_width, stack, get, progress)
             ledgers = stack.ledgers()
             # tiles a stopped run updated without writing their stacked product
             stale = stack.unfinished(ledgers)
@@ -317,12 +323,12 @@ def _run_batches(batches, footprints, target, makers, cutout_width, stack, get, 
         bar.close()
 
 
-def _tiles_of(observation, stack, target, cutout_width):
+def _tiles_of(observation, stack, template, cutout_width):
     """Tiles an observation's cutout overlaps, on every layer."""
     tiles = list(stack.tiles("scalar")) if "scalar" in stack.layers else []
     if cutout_width is None:
         return tiles + [t for layer in stack.layers if layer != "scalar" for t in stack.tiles(layer)]
-    for dims, index in footprint(target.data, observation.pointing, cutout_width).items():
+    for dims, index in template.footprint(observation.pointing, cutout_width).items():
         layer = "main" if dims == SPATIAL else "irf"
         tiles += stack.tiles(layer, index[dims[0]], index[dims[1]])
     return tiles
