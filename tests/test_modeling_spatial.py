@@ -328,3 +328,28 @@ def test_reads_gammapy_point_entry():
         {"name": "lon_0", "value": 83.633, "unit": "deg"}, {"name": "lat_0", "value": 22.0199, "unit": "deg"}]}
     model = SpatialModel.from_dict(entry)
     assert model.position.separation(SkyCoord(83.633, 22.0199, unit="deg")).deg < 1e-9
+
+
+def test_gaussian_distance_term_matches_the_great_circle_distance():
+    """``1 - cos(theta)`` by the haversine formula equals it from `angular_separation` (up to its cancellation)."""
+    from xgamma.geom.wcs import angular_separation
+    from xgamma.modeling.spatial import _one_minus_cos_separation
+
+    rng = np.random.default_rng(4)
+    lon, lat = rng.uniform(0, 360, 1000), np.degrees(np.arcsin(rng.uniform(-1, 1, 1000)))
+    expected = 1 - np.cos(np.radians(angular_separation(lon, lat, 10.0, -30.0)))
+    np.testing.assert_allclose(_one_minus_cos_separation(lon, lat, 10.0, -30.0), expected, rtol=0, atol=4e-15)
+    # at 1 arcsec: theta**2 / 2 to 1e-12 (the cosine form is exact to 1e-8 only there)
+    theta = np.radians(1 / 3600)
+    assert _one_minus_cos_separation(83.0 + 1 / 3600, 0.0, 83.0, 0.0) == pytest.approx(theta**2 / 2, rel=1e-12)
+
+
+def test_one_sample_per_pixel_is_the_brightness_times_the_pixel_solid_angle():
+    geom = WcsGeom.create(skydir=CRAB, width=2, binsz=0.05, frame="icrs")
+    model = centred(GaussianSpatialModel, 0.3, sigma=1.0)  # sampling scale 0.3 deg: one sample per 0.05 deg pixel
+    fractions = model.integrate_geom_values(geom)
+    lon, lat = geom.get_coord()
+    expected = model(lon, lat) * geom.solid_angle().values
+    inside = fractions > 0  # within the evaluation radius
+    assert inside.sum() > 0.5 * inside.size
+    np.testing.assert_allclose(fractions[inside], expected[inside], rtol=1e-12)

@@ -15,15 +15,22 @@ Everything works on NumPy arrays pulled out of the dataset once
    source, so npred is a function of the parameters alone (not of the
    order of the calls) and smooth while the source stays near one node;
 2. *spatial response* ``PSF * (exposure x fraction)`` per true-energy bin:
-   rebuilt when a spatial parameter changes;
+   rebuilt when a spatial parameter changes. Point sources place shifted
+   PSF kernels; extended sources are convolved by FFT over the box they
+   cover and kept in Fourier space (`_ConvolvedResponse`);
 3. *npred*: ``sum_t flux_t edisp[t, e] response[t]``, rebuilt when a
-   spectral parameter changes (the edisp product is kept with the response,
-   so a spectral fit costs one weighted sum per call).
+   spectral parameter changes.
+
+The Cash statistic of a map needs npred only at the fitted bins that hold
+counts, plus its sum over the fitted bins (`CountedBins`,
+`MapEvaluator.counted_npred`): after a spectral change that is the product
+of the flux with a small (true energy, counted bins) matrix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.fft import irfft2, next_fast_len, rfft2
@@ -31,7 +38,9 @@ from scipy.fft import irfft2, next_fast_len, rfft2
 from ..axes import MapAxis
 from ..geom import WcsGeom
 
-__all__ = ["FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_migra", "psf_kernel"]
+__all__ = [
+    "CountedBins", "CountedNpred", "FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_migra", "psf_kernel",
+]
 
 #: Fraction of the PSF the convolution kernel contains (its radius is where the
 #: containment reaches this value at the widest true energy).
@@ -45,16 +54,16 @@ RADIUS_BUCKETS_PER_OCTAVE = 4
 MAX_PIXELS_DIRECT = 16
 
 
-def _place_kernels(response, fraction, kernel) -> np.ndarray:
-    """``fftconvolve(response, kernel, mode="same")`` for a response with few non-zero pixels."""
-    _, ny, nx = response.shape
+def _place_kernels(exposure, fraction, kernel) -> np.ndarray:
+    """``fftconvolve(exposure * fraction, kernel, mode="same")`` for a fraction with few non-zero pixels."""
+    _, ny, nx = exposure.shape
     half = kernel.shape[-1] // 2
-    out = np.zeros_like(response)
+    out = np.zeros(exposure.shape)
     for iy, ix in zip(*np.nonzero(fraction)):  # at most MAX_PIXELS_DIRECT pixels
         y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
         x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
         placed = kernel[:, y0 - iy + half:y1 - iy + half, x0 - ix + half:x1 - ix + half]
-        out[:, y0:y1, x0:x1] += response[:, iy, ix, None, None] * placed
+        out[:, y0:y1, x0:x1] += (exposure[:, iy, ix] * fraction[iy, ix])[:, None, None] * placed
     return out
 
 
@@ -81,6 +90,42 @@ class FitArrays:
     @property
     def energy_center(self) -> np.ndarray:
         return np.sqrt(self.energy_edges[:-1] * self.energy_edges[1:])
+
+
+@dataclass
+class CountedBins:
+    """The fitted bins of a map dataset that hold counts, where the Cash statistic takes logarithms.
+
+    With predictions that cannot be truncated (source npred >= 0, background
+    >= the truncation value), ``C = C_background + 2 sum(npred_signal over
+    fitted bins) - 2 sum(n ln(1 + npred_signal / background) over these
+    bins)``: a few thousand bins instead of the whole cube.
+    """
+
+    mask: np.ndarray  # bool (energy, y, x): the fitted bins
+    counts: np.ndarray  # counts in the counted bins
+    energy: np.ndarray  # their indices along energy, y and x, in C order
+    y: np.ndarray
+    x: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, counts, mask) -> CountedBins:
+        flat = np.flatnonzero(mask & (counts > 0))
+        return cls(mask, counts.ravel()[flat], *np.unravel_index(flat, counts.shape))
+
+    @property
+    def flat(self) -> np.ndarray:
+        """Flat indices of the counted bins in the (energy, y, x) cube."""
+        return np.ravel_multi_index((self.energy, self.y, self.x), self.mask.shape)
+
+
+class CountedNpred(NamedTuple):
+    """A source's predicted counts for the sparse Cash statistic (see `CountedBins`)."""
+
+    positions: np.ndarray  # indices into the CountedBins inside the source's cutout
+    values: np.ndarray  # npred there
+    fitted_sum: float  # npred summed over the cutout's fitted bins
+    nonnegative: bool  # npred >= 0 everywhere (no truncation possible)
 
 
 def edisp_kernel_from_migra(edisp_migra, migra_edges, energy_true_center, energy_edges) -> np.ndarray:
@@ -156,42 +201,121 @@ def _containment_radius(psf_values, rad_edges, fraction) -> float:
 
 
 class _FFTConvolver:
-    """Full 2-D convolution (``fftconvolve(image, kernel, mode="full")``) per plane, kernel transform kept."""
+    """2-D convolution by FFT of images of one shape, plane by plane, the kernel's transform kept.
+
+    Single precision: twice as fast, and 1e-7 relative is far below Poisson noise.
+    """
 
     def __init__(self, kernel, image_shape):
         n_kernel = kernel.shape[-1]
-        self._full_shape = tuple(n + n_kernel - 1 for n in image_shape)
-        self._shape = tuple(next_fast_len(n, real=True) for n in self._full_shape)
-        # single precision: twice as fast, and 1e-7 relative is far below Poisson noise
-        self._kernel_fft = rfft2(kernel.astype(np.float32), s=self._shape, axes=(1, 2))
+        self.half = n_kernel // 2
+        self._image_shape = tuple(image_shape)
+        self.full_shape = tuple(n + n_kernel - 1 for n in image_shape)
+        shape = tuple(next_fast_len(n, real=True) for n in self.full_shape)
+        self._kernel_fft = rfft2(kernel.astype(np.float32), s=shape, axes=(1, 2))
+        # the image goes in the corner, the rest stays zero: padded here, not by the FFT (much slower)
+        self._padded = np.zeros((len(kernel), *shape), dtype=np.float32)
 
-    def __call__(self, images) -> np.ndarray:
-        spectrum = rfft2(images.astype(np.float32), s=self._shape, axes=(1, 2)) * self._kernel_fft
-        full = irfft2(spectrum, s=self._shape, axes=(1, 2))
-        return full[:, :self._full_shape[0], :self._full_shape[1]].astype(np.float64)
+    def transform(self, exposure, fraction) -> np.ndarray:
+        """The convolution of ``exposure x fraction`` (image-shaped) in Fourier space."""
+        ny, nx = self._image_shape
+        np.multiply(exposure, fraction, out=self._padded[:, :ny, :nx], casting="same_kind")
+        spectra = rfft2(self._padded, axes=(1, 2))
+        spectra *= self._kernel_fft
+        return spectra
+
+    def inverse(self, spectra, overwrite=False) -> np.ndarray:
+        """``fftconvolve(..., mode="full")`` per plane (float32) from `transform` (or a sum of its planes)."""
+        full = irfft2(spectra, s=self._padded.shape[1:], axes=(1, 2), overwrite_x=overwrite)
+        return full[:, :self.full_shape[0], :self.full_shape[1]]
+
+    def __call__(self, exposure, fraction) -> np.ndarray:
+        return self.inverse(self.transform(exposure, fraction), overwrite=True)
 
 
-def _convolve_support(response, fraction, kernel, convolvers) -> np.ndarray:
-    """``fftconvolve(response, kernel, mode="same")``, transforming only the box where the source is.
+class _PlanesResponse:
+    """A spatial response held as its planes, (energy_true, pixels)."""
 
-    ``convolvers`` caches an `_FFTConvolver` per box shape (it changes little as a source moves).
+    has_planes = True
+
+    def __init__(self, planes):
+        self._planes = planes
+
+    def planes(self) -> np.ndarray:
+        return self._planes
+
+    def fold(self, weights) -> np.ndarray:
+        """``weights @ planes``: (energy, pixels) for ``weights`` (energy, energy_true)."""
+        return weights @ self._planes
+
+
+class _ConvolvedResponse:
+    """``PSF * (exposure x fraction)`` of an extended source, kept in Fourier space.
+
+    npred is ``weights @ planes`` with a few reco energies: summing the
+    transforms first (`fold`) transforms back those few planes, not one per
+    true energy. The planes themselves (`planes`) are transformed back only
+    when asked (a second spectrum folded at the same position).
+    """
+
+    def __init__(self, convolver, spectra, corner, cutout_shape, nonnegative):
+        self._convolver, self._spectra, self._nonnegative = convolver, spectra, nonnegative
+        self._cutout_shape = cutout_shape
+        self._planes = None
+        # full[:, i, j] lands on pixel (y0 - half + i, x0 - half + j) of the cutout; clipped to the cutout
+        (y0, x0), (ny, nx) = corner, cutout_shape
+        top, left = y0 - convolver.half, x0 - convolver.half
+        ys = slice(max(top, 0), min(top + convolver.full_shape[0], ny))
+        xs = slice(max(left, 0), min(left + convolver.full_shape[1], nx))
+        self._target = (slice(None), ys, xs)
+        self._source = (slice(None), slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
+
+    @property
+    def has_planes(self) -> bool:
+        return self._planes is not None
+
+    def planes(self) -> np.ndarray:
+        if self._planes is None:
+            self._planes = self._placed(self._convolver.inverse(self._spectra), clip=self._nonnegative)
+        return self._planes
+
+    def fold(self, weights) -> np.ndarray:
+        """``weights @ planes`` (see `_PlanesResponse.fold`), summed before the inverse transform."""
+        # real weights: a real product on the (re, im) pairs, a quarter of the complex one's work
+        pairs = self._spectra.reshape(len(self._spectra), -1).view(np.float32)
+        spectra = (weights.astype(np.float32) @ pairs).view(np.complex64)
+        full = self._convolver.inverse(spectra.reshape(len(weights), *self._spectra.shape[1:]), overwrite=True)
+        return self._placed(full, clip=self._nonnegative and weights.min() >= 0)
+
+    def _placed(self, full, clip) -> np.ndarray:
+        """Planes of the full convolution on the cutout's pixels, float64; with ``clip``
+        (the exact result is >= 0) negative values, float32 rounding, are set to 0."""
+        out = np.zeros((len(full), *self._cutout_shape))
+        if clip:
+            np.maximum(full[self._source], 0, out=out[self._target])
+        else:
+            out[self._target] = full[self._source]
+        return out.reshape(len(full), -1)
+
+
+def _convolve_support(exposure, fraction, kernel, convolvers, nonnegative=False):
+    """``fftconvolve(exposure * fraction, kernel, mode="same")`` as a `_ConvolvedResponse` (pixels flattened).
+
+    Only the box where the source is gets transformed. ``convolvers`` caches an
+    `_FFTConvolver` per box shape (it changes little as a source moves).
+    ``nonnegative``: exposure, fraction and kernel are >= 0, and so is the exact result.
     """
     support = fraction if fraction.ndim == 2 else fraction.any(axis=0)
     rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
-    out = np.zeros_like(response)
     if rows.size == 0:
-        return out
+        return _PlanesResponse(np.zeros((len(exposure), exposure[0].size)))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    sub = response[:, y0:y1, x0:x1]
-    if sub.shape[1:] not in convolvers:
-        convolvers[sub.shape[1:]] = _FFTConvolver(kernel, sub.shape[1:])
-    full = convolvers[sub.shape[1:]](sub)
-    # full[:, i, j] lands on response pixel (y0 - half + i, x0 - half + j); clip to the cutout
-    half, (_, ny, nx) = kernel.shape[-1] // 2, response.shape
-    top, left = y0 - half, x0 - half
-    ys, xs = slice(max(top, 0), min(top + full.shape[1], ny)), slice(max(left, 0), min(left + full.shape[2], nx))
-    out[:, ys, xs] = full[:, ys.start - top:ys.stop - top, xs.start - left:xs.stop - left]
-    return out
+    box_shape = (y1 - y0, x1 - x0)
+    if box_shape not in convolvers:
+        convolvers[box_shape] = _FFTConvolver(kernel, box_shape)
+    convolver = convolvers[box_shape]
+    spectra = convolver.transform(exposure[:, y0:y1, x0:x1], fraction[..., y0:y1, x0:x1])
+    return _ConvolvedResponse(convolver, spectra, (y0, x0), exposure.shape[1:], nonnegative)
 
 
 class SpectrumEvaluator:
@@ -230,7 +354,13 @@ class MapEvaluator:
         self.arrays = arrays
         self._frame_node = None
         self._grid = None
-        self._spatial_key = self._spectral_key = None
+        # parameter values the cached products were made for; versions tell the products apart
+        self._spatial_key = self._flux_key = None
+        self._spatial_version = self._flux_version = 0
+        self._npred_key = None
+        # counted-bin products and what they were made for: "frame" (node), "columns" (spatial
+        # version), "npred" and "first" (spatial and flux versions; "first": the first flux at a position)
+        self._counted_for, self._counted_keys = None, {}
 
     # --- 1. frame: cutout, PSF kernel and edisp at the grid node nearest the source -------------
     def _node_step(self) -> float:
@@ -259,6 +389,8 @@ class MapEvaluator:
         self._frame_node = node
         self._kernel = None if a.psf is None else psf_kernel(self._irf_at(a.psf, lon, lat), a.rad_edges, binsz)
         self._edisp = self._edisp_at(lon, lat)
+        if self._edisp is None:  # without energy dispersion every reco-energy bin gets all true energies
+            self._edisp = np.ones((len(a.exposure), len(a.counts)))
         kernel_radius = 0.0 if self._kernel is None else (self._kernel.shape[-1] // 2) * binsz
         if node[2] is None:  # diffuse models (templates, constant): the whole map
             self._slices = {"y": slice(0, geom.npix[1]), "x": slice(0, geom.npix[0])}
@@ -274,8 +406,9 @@ class MapEvaluator:
         self._cutout_geom_true = geom.slice_by_idx(self._slices).to_cube([a.energy_axis_true])
         self._exposure = a.exposure[:, self._slices["y"], self._slices["x"]]
         self._cutout_shape = self._exposure.shape[1:]
-        self._spatial_key = self._spectral_key = None
         self._convolvers = {}
+        self._frame_nonnegative = bool(self._exposure.min() >= 0 and self._edisp.min() >= 0
+                                       and (self._kernel is None or self._kernel.min() >= 0))
 
     def _irf_at(self, irf_map, lon, lat) -> np.ndarray:
         """An IRF map (..., y_irf, x_irf) at the source, interpolated bilinearly between IRF pixels."""
@@ -302,14 +435,42 @@ class MapEvaluator:
         return matrix
 
     # --- 2. spatial response ----------------------------------------------------------------
-    def _spatial_response(self) -> np.ndarray:
+    def _update_spatial(self) -> bool:
+        """Frame and spatial response for the current spatial parameters; False if the source misses the dataset."""
+        key = tuple(self.model.spatial_model.parameters.values)
+        if key != self._spatial_key:  # the frame node is a function of the spatial parameters too
+            node = self._node_of(*self._position())
+            if node != self._frame_node:
+                self._build_frame(node)
+            if self._slices is not None:
+                self._response, self._nonnegative = self._spatial_response()
+            self._spatial_key = key
+            self._spatial_version += 1
+        return self._slices is not None
+
+    def _spatial_response(self):
+        """``PSF * (exposure x fraction)`` (a `_PlanesResponse` or `_ConvolvedResponse`), and whether it is >= 0."""
         fraction = self.model.spatial_model.integrate_geom_values(self._cutout_geom_true)
-        response = self._exposure * fraction  # (energy_true, y, x)
+        nonnegative = self._frame_nonnegative and bool(fraction.min() >= 0)
+        n_true = len(self._exposure)
         if self._kernel is None:
-            return response
-        if fraction.ndim == 2 and np.count_nonzero(fraction) <= MAX_PIXELS_DIRECT:
-            return _place_kernels(response, fraction, self._kernel)
-        return _convolve_support(response, fraction, self._kernel, self._convolvers)
+            response = _PlanesResponse((self._exposure * fraction).reshape(n_true, -1))
+        elif fraction.ndim == 2 and np.count_nonzero(fraction) <= MAX_PIXELS_DIRECT:
+            response = _PlanesResponse(_place_kernels(self._exposure, fraction, self._kernel).reshape(n_true, -1))
+        else:
+            response = _convolve_support(self._exposure, fraction, self._kernel, self._convolvers, nonnegative)
+        return response, nonnegative
+
+    def _flux(self) -> np.ndarray:
+        """Integral flux per true-energy bin (cm-2 s-1), cached on the spectral parameters."""
+        spectral = self.model.spectral_model
+        key = tuple(spectral.parameters.values)
+        if key != self._flux_key:
+            edges = self.arrays.energy_true_edges
+            self._flux_values = np.asarray(spectral.integral_values(edges[:-1], edges[1:]), dtype=float)
+            self._flux_key = key
+            self._flux_version += 1
+        return self._flux_values
 
     # --- 3. npred ---------------------------------------------------------------------------
     def compute_npred(self):
@@ -317,38 +478,76 @@ class MapEvaluator:
 
         None when the source does not reach the dataset.
         """
-        spatial = self.model.spatial_model
-        node = self._node_of(*self._position())
-        if node != self._frame_node:
-            self._build_frame(node)
-        if self._slices is None:
+        if not self._update_spatial():
             return None
-        spatial_key = tuple(spatial.parameters.values)
-        if spatial_key != self._spatial_key:
-            self._response = self._dispersed(self._spatial_response())
-            self._spatial_key, self._spectral_key = spatial_key, None
-        spectral_key = tuple(self.model.spectral_model.parameters.values)
-        if spectral_key != self._spectral_key:
-            self._npred = self._fold(self._response)
-            self._spectral_key = spectral_key
-        return self._slices, self._npred
+        return self._slices, self._folded(self._flux()).reshape(-1, *self._cutout_shape)
 
-    def _dispersed(self, response) -> np.ndarray:
-        """``edisp[t, e] x response[t, y, x]`` as (energy_true, energy, pixels): spectral changes are then one sum."""
-        if self._edisp is None:
-            return response.reshape(response.shape[0], 1, -1)
-        return self._edisp[:, :, None] * response.reshape(response.shape[0], 1, -1)
+    def _folded(self, flux) -> np.ndarray:
+        """npred (energy, cutout pixels): the response folded with the flux and the energy dispersion."""
+        key = (self._spatial_version, self._flux_version)
+        if key != self._npred_key:
+            self._npred = self._response.fold((self._edisp * flux[:, None]).T)
+            self._npred_key = key
+        return self._npred
 
-    def _fold(self, dispersed) -> np.ndarray:
-        a = self.arrays
-        flux = self.model.spectral_model.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
-        # a weighted sum over the (few) true-energy bins, not a BLAS product: BLAS threads fight
-        # Dask workers and each other, and this is as fast single-threaded
-        npred = np.zeros(dispersed.shape[1:])
-        for weight, plane in zip(np.asarray(flux, dtype=float), dispersed):
-            npred += weight * plane
-        ny, nx = self._cutout_shape
-        return npred.reshape(-1, ny, nx)
+    def counted_npred(self, counted: CountedBins) -> CountedNpred | None:
+        """Predicted counts at the counted bins of the cutout and their sum over its fitted bins.
+
+        What the Cash statistic needs (see `CountedBins`). A new position folds
+        the response once; further spectra at the same position cost the product
+        of the flux with a (true energy, counted bins) matrix.
+        None when the source does not reach the dataset.
+        """
+        if not self._update_spatial():
+            return None
+        flux = self._flux()
+        if counted is not self._counted_for:  # another mask: nothing cached applies
+            self._counted_for, self._counted_keys = counted, {}
+        keys = self._counted_keys
+        if keys.get("frame") != self._frame_node:
+            self._bins_in_frame = self._counted_in_frame(counted)
+            keys["frame"] = self._frame_node
+        key = (self._spatial_version, self._flux_version)
+        if keys.get("npred") != key:
+            if keys.get("first") is None or keys["first"][0] != self._spatial_version:
+                keys["first"] = key  # the first spectrum folded at this position
+            values, fitted_sum = self._counted_values(flux, fold=keys["first"] == key)
+            nonnegative = self._nonnegative and bool(flux.min() >= 0)
+            self._counted = CountedNpred(self._bins_in_frame[0], values, fitted_sum, nonnegative)
+            keys["npred"] = key
+        return self._counted
+
+    def _counted_in_frame(self, counted: CountedBins):
+        """The counted bins in the cutout: ``(positions in counted, reco-energy indices, cutout pixels, fitted)``.
+
+        ``fitted`` is the cutout's fitted-bin mask as floats (energy, pixels), None when all are fitted.
+        """
+        ys, xs = self._slices["y"], self._slices["x"]
+        positions = np.flatnonzero((counted.y >= ys.start) & (counted.y < ys.stop)
+                                   & (counted.x >= xs.start) & (counted.x < xs.stop))
+        pixels = (counted.y[positions] - ys.start) * self._cutout_shape[1] + counted.x[positions] - xs.start
+        fitted = counted.mask[:, ys, xs].reshape(len(counted.mask), -1)
+        return positions, counted.energy[positions], pixels, None if fitted.all() else fitted.astype(float)
+
+    def _counted_values(self, flux, fold) -> tuple[np.ndarray, float]:
+        """npred at the counted bins of the cutout and its sum over the fitted bins.
+
+        With ``fold`` (and no planes at hand) from the folded npred; otherwise
+        from the planes per true energy, kept for the next spectrum.
+        """
+        _, energy, pixels, fitted = self._bins_in_frame
+        if fold and not self._response.has_planes:
+            npred = self._folded(flux)
+            return npred[energy, pixels], float(npred.sum() if fitted is None else np.vdot(fitted, npred))
+        if self._counted_keys.get("columns") != self._spatial_version:
+            planes = self._response.planes()
+            # edisp[t, e] x response[t, p] at the counted bins, and summed over the fitted bins
+            columns = self._edisp[:, energy] * planes[:, pixels]
+            per_energy = planes.sum(axis=1)[:, None] if fitted is None else planes @ fitted.T
+            self._columns = columns, (self._edisp * per_energy).sum(axis=1)
+            self._counted_keys["columns"] = self._spatial_version
+        columns, fitted_sum = self._columns
+        return flux @ columns, float(flux @ fitted_sum)
 
     def _position(self) -> tuple[float, float]:
         """Source position (deg) in the dataset's frame (a template's: its map centre); the

@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from ..stats import TRUNCATION_VALUE, cash, wstat, wstat_profile_background
-from .evaluator import MapEvaluator, SpectrumEvaluator
+from .evaluator import CountedBins, MapEvaluator, SpectrumEvaluator
 
 __all__ = ["FitMixin", "OnOffFitMixin"]
 
@@ -89,7 +89,7 @@ class FitMixin:
                 mask = mask.broadcast_like(template).transpose(*template.dims)
             values = np.broadcast_to(np.asarray(mask, dtype=bool), template.shape)
             self._data["mask_fit"] = template.copy(data=values.copy())
-        self._fit_arrays = self._background_stat = self._last_stat = None
+        self._fit_arrays = self._background_stat = self._last_stat = self._counted_bins = None
         self._box_cache = {}
 
     @property
@@ -102,7 +102,7 @@ class FitMixin:
         # caches are rebuilt where the dataset is unpickled
         state = dict(self.__dict__)
         for cache in ("_fit_arrays", "_evaluators", "_background_cache", "_background_stat", "_last_stat",
-                      "_temporal_cache", "_box_cache"):
+                      "_temporal_cache", "_box_cache", "_counted_bins", "_counted_background_cache"):
             state.pop(cache, None)
         return state
 
@@ -243,6 +243,54 @@ class FitMixin:
         arrays = self.fit_arrays()
         if arrays.geom is None:
             return float(self.stat_array()[arrays.mask].sum())
+        sparse = self._counted_stat_sum()
+        return sparse if sparse is not None else self._box_stat_sum()
+
+    def _counted_stat_sum(self) -> float | None:
+        """The Cash statistic from the fitted bins with counts (`CountedBins`); None where it does not apply.
+
+        It applies when no prediction can be truncated: every source's npred
+        >= 0 and the background >= the truncation value in every fitted bin.
+        """
+        counted = self._counted()
+        background = self._counted_background(counted)
+        if background is None:
+            return None
+        signal, fitted_sum = np.zeros(len(background)), 0.0
+        for model in self._sources():
+            part = self._evaluator(model).counted_npred(counted)
+            if part is None:  # the source misses this dataset
+                continue
+            factor = self._temporal_factor(model.temporal_model) if _varies_in_time(model) else 1.0
+            if not (part.nonnegative and factor >= 0):
+                return None
+            signal[part.positions] += factor * part.values
+            fitted_sum += factor * part.fitted_sum
+        _, background_total = self._background_only_stat()
+        return float(background_total + 2 * fitted_sum - 2 * np.dot(counted.counts, np.log1p(signal / background)))
+
+    def _counted(self) -> CountedBins:
+        counted = self.__dict__.get("_counted_bins")
+        if counted is None:
+            arrays = self.fit_arrays()
+            counted = self._counted_bins = CountedBins.from_arrays(arrays.counts, arrays.mask)
+        return counted
+
+    def _counted_background(self, counted) -> np.ndarray | None:
+        """Background npred at the counted bins; None if it is below the truncation value in a fitted bin."""
+        bkg_model = self._background_model()
+        key = (counted, None if bkg_model is None else tuple(bkg_model.parameters.values))
+        cached = self.__dict__.get("_counted_background_cache")
+        if cached is None or cached[0][0] is not counted or cached[0][1] != key[1]:
+            background = self.npred_background_values()
+            fitted = background[counted.mask]
+            usable = fitted.size == 0 or fitted.min() >= TRUNCATION_VALUE
+            cached = self._counted_background_cache = (key, background.ravel()[counted.flat] if usable else None)
+        return cached[1]
+
+    def _box_stat_sum(self) -> float:
+        """The statistic recomputed over the box the sources' cutouts cover (any statistic, any prediction)."""
+        arrays = self.fit_arrays()
         pieces = [self._npred_of(model) for model in self._sources()]
         pieces = [piece for piece in pieces if piece is not None]
         box_sums, background_total = self._background_only_stat()
@@ -346,6 +394,9 @@ class OnOffFitMixin(FitMixin):
     def _stat_bins(self, index, npred_signal) -> np.ndarray:
         arrays = self.fit_arrays()
         return wstat(arrays.counts[index], arrays.counts_off[index], arrays.alpha[index], npred_signal)
+
+    def _counted_stat_sum(self):
+        return None  # WStat profiles the background in every bin: no sparse form
 
     def _masked_stat_sum(self, box, npred_signal) -> float:
         return float(self._stat_bins(box, npred_signal)[self.fit_arrays().mask[box]].sum())

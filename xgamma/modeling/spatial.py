@@ -96,6 +96,17 @@ def _directional_radius(lon, lat, lon_0, lat_0, r_major, e, phi):
     return _ellipse_radius(position_angle(lon_0, lat_0, lon, lat) - np.radians(phi), r_major, e)
 
 
+def _one_minus_cos_separation(lon, lat, lon_0, lat_0):
+    """``1 - cos(theta)``, theta the distance between two positions (deg), by the haversine formula.
+
+    Exact at all distances and without the cancellation of ``1 - cos`` at
+    small ones; a third of the trigonometry of `angular_separation`.
+    """
+    lat, lat_0 = np.radians(lat), np.radians(lat_0)
+    half_dlat, half_dlon = 0.5 * (lat - lat_0), np.radians(0.5 * (np.asarray(lon) - lon_0))
+    return 2 * (np.sin(half_dlat) ** 2 + np.cos(lat) * np.cos(lat_0) * np.sin(half_dlon) ** 2)
+
+
 def _sky_integral(radial_integral, r_major, e):
     """Integral over the sphere of a profile whose radius depends on direction.
 
@@ -309,10 +320,9 @@ class GaussianSpatialModel(_CentredModel):
     @classmethod
     def evaluate(cls, lon, lat, lon_0, lat_0, sigma, e, phi):
         """Brightness (sr-1) at ``lon``, ``lat`` (deg); parameters in deg (``e`` dimensionless)."""
-        theta = np.radians(angular_separation(lon, lat, lon_0, lat_0))
         sigma_eff = np.radians(_directional_radius(lon, lat, lon_0, lat_0, sigma, e, phi))
         norm = 1 / _sky_integral(cls._radial_integral, sigma, e)
-        return norm * np.exp(-(1 - np.cos(theta)) / (2 * (1 - np.cos(sigma_eff))))
+        return norm * np.exp(-_one_minus_cos_separation(lon, lat, lon_0, lat_0) / (2 * (1 - np.cos(sigma_eff))))
 
 
 class GeneralizedGaussianSpatialModel(_CentredModel):

@@ -167,6 +167,13 @@ def integrate_over_pixels(geom, brightness, box, oversampling: int, leading_shap
     if jx.size == 0 or jy.size == 0:
         return total.reshape(tuple(leading_shape) + (ny, nx))
     grid = _cached_fine_grid(geom, n)
+    if grid is not None and n == 1:  # one sample per pixel: nothing to sum
+        window = (slice(jy[0], jy[-1] + 1), slice(jx[0], jx[-1] + 1))
+        lon, lat, omega = (g[window] for g in grid)
+        values = np.reshape(brightness(lon.ravel(), lat.ravel()), (n_lead,) + lon.shape) * omega
+        total = total.reshape((n_lead, ny, nx))
+        total[(slice(None), *window)] = np.nan_to_num(values)
+        return total.reshape(tuple(leading_shape) + (ny, nx))
     if grid is not None:  # a fit's cutout: sub-pixel coordinates computed once
         lon, lat, omega = (g[jy[0]:jy[-1] + 1, jx[0]:jx[-1] + 1].ravel() for g in grid)
         sy, sx = (a.ravel() for a in np.meshgrid(jy, jx, indexing="ij"))
