@@ -198,6 +198,8 @@ class WcsGeom:
         if nx < 1 or ny < 1:
             raise ValueError(f"npix must be positive, got {(nx, ny)}")
         self._wcs, self._npix, self._axes = wcs, (nx, ny), _check_axes(axes)
+        #: results that depend on the sky grid only, shared with the copies `_with_axes` makes
+        self._cache = {}
         self._frame = wcs_to_celestial_frame(wcs)
 
     # ---- constructors -----------------------------------------------------
@@ -274,7 +276,9 @@ class WcsGeom:
         if isinstance(header, str):
             # map attrs repeat the same few headers: parse each once
             image = _image_from_header_string(header, None if npix is None else tuple(int(n) for n in npix))
-            return image._with_axes(axes)
+            geom = image._with_axes(axes)
+            geom._cache = {}  # not kept alive by the header cache
+            return geom
         return cls._from_header(header, npix, axes)
 
     @classmethod
@@ -290,9 +294,7 @@ class WcsGeom:
         return cls(wcs, npix, axes)
 
     def _with_axes(self, axes) -> "WcsGeom":
-        """The same sky grid (WCS object shared, never mutated) with other axes."""
-        if not axes:
-            return self
+        """The same sky grid (WCS object and cached header/coordinates shared, never mutated) with other axes."""
         geom = object.__new__(WcsGeom)
         geom.__dict__.update(self.__dict__)
         geom._axes = _check_axes(axes)
@@ -440,8 +442,12 @@ class WcsGeom:
         lon, lat : `numpy.ndarray`
             Shape ``(ny, nx)``, deg, in the geometry frame.
         """
-        y, x = np.indices(self._npix[::-1], dtype=float)
-        return self.pix_to_coord(x, y)
+        if "coord" not in self._cache:  # the grid never changes; the makers ask several times
+            y, x = np.indices(self._npix[::-1], dtype=float)
+            lon, lat = self.pix_to_coord(x, y)
+            lon.flags.writeable = lat.flags.writeable = False
+            self._cache["coord"] = lon, lat
+        return self._cache["coord"]
 
     def separation(self, position) -> xr.DataArray:
         """Angular distance of every pixel centre to ``position``.
@@ -595,11 +601,11 @@ class WcsGeom:
 
     def to_image(self) -> "WcsGeom":
         """The same sky grid without non-spatial axes."""
-        return WcsGeom(self._wcs, self._npix)
+        return self._with_axes([])
 
     def to_cube(self, axes) -> "WcsGeom":
         """The same sky grid with ``axes`` added after the existing ones."""
-        return WcsGeom(self._wcs, self._npix, list(self._axes) + list(axes))
+        return self._with_axes(list(self._axes) + list(axes))
 
     def upsample(self, factor: int) -> "WcsGeom":
         """Pixels ``factor`` times smaller; the map's outer edges are unchanged."""
