@@ -64,7 +64,11 @@ SURVEY_MAKERS = [MapDatasetMaker(selection=("counts", "exposure", "background"))
 
 
 class PeakRSS:
-    """Peak resident memory (MB) of this process and all its children, sampled every 50 ms."""
+    """Peak resident memory (MB) of this process and all its children, sampled every 50 ms.
+
+    The list of child processes (a scan of /proc) is refreshed once a second
+    only, so that sampling does not steal CPU from what it measures.
+    """
 
     def __init__(self):
         self.peak = 0.0
@@ -73,9 +77,12 @@ class PeakRSS:
 
     def _sample(self):
         me = psutil.Process()
+        processes, listed = [me], 0.0
         while not self._stop.is_set():
+            if time.monotonic() - listed > 1.0:
+                processes, listed = [me, *me.children(recursive=True)], time.monotonic()
             total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            for proc in processes:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
