@@ -4,7 +4,8 @@
 `OnOffFitMixin` (WStat) by `MapDatasetOnOff` and `SpectrumDatasetOnOff`. A
 dataset class supplies ``_make_fit_arrays`` (its arrays as plain NumPy, built
 once); the statistic comes from ``_stat_bins`` (per bin) and, on maps, the
-faster ``_masked_stat_sum`` and ``_background_only_bins``.
+faster ``_counted_stat_sum`` (Cash from the fitted bins with counts; None
+where it does not apply), ``_masked_stat_sum`` and ``_background_only_bins``.
 
 Models are attached with ``dataset.models = models`` (a `Models`, a list or
 one model); the dataset keeps those that apply to it (``datasets_names``
@@ -227,9 +228,11 @@ class FitMixin:
     def stat_sum(self) -> float:
         """Sum of the statistic (-2 ln L, errordef 1) over ``mask_safe & mask_fit``.
 
-        On maps only the bins the sources' cutouts cover are recomputed: the
-        rest is the background-only statistic, cached while the background
-        model's parameters do not change.
+        On maps the background-only statistic is cached while the background
+        model's parameters do not change; with Cash only the sources' npred at
+        the fitted bins holding counts (and its sum) is added to it
+        (`~xgamma.datasets.evaluator.CountedBins`), otherwise the bins the
+        sources' cutouts cover are recomputed.
         """
         key = None if self.models is None else tuple(self.models.parameters.values)
         cached = self.__dict__.get("_last_stat")
@@ -279,14 +282,14 @@ class FitMixin:
     def _counted_background(self, counted) -> np.ndarray | None:
         """Background npred at the counted bins; None if it is below the truncation value in a fitted bin."""
         bkg_model = self._background_model()
-        key = (counted, None if bkg_model is None else tuple(bkg_model.parameters.values))
+        values = None if bkg_model is None else tuple(bkg_model.parameters.values)
         cached = self.__dict__.get("_counted_background_cache")
-        if cached is None or cached[0][0] is not counted or cached[0][1] != key[1]:
+        if cached is None or cached[0] is not counted or cached[1] != values:
             background = self.npred_background_values()
             fitted = background[counted.mask]
             usable = fitted.size == 0 or fitted.min() >= TRUNCATION_VALUE
-            cached = self._counted_background_cache = (key, background.ravel()[counted.flat] if usable else None)
-        return cached[1]
+            cached = self._counted_background_cache = (counted, values, background.ravel()[counted.flat] if usable else None)
+        return cached[2]
 
     def _box_stat_sum(self) -> float:
         """The statistic recomputed over the box the sources' cutouts cover (any statistic, any prediction)."""
