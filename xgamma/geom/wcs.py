@@ -463,8 +463,13 @@ class WcsGeom:
             Dims ``("y", "x")``, in deg.
         """
         lon0, lat0 = lonlat_deg(position, self._frame)
-        lon, lat = self.get_coord()
-        return xr.DataArray(angular_separation(lon0, lat0, lon, lat), dims=SPATIAL_DIMS, attrs={"units": "deg"})
+        key = ("separation", float(lon0), float(lat0))
+        if key not in self._cache:  # the makers ask for the offset from the pointing several times
+            lon, lat = self.get_coord()
+            values = angular_separation(lon0, lat0, lon, lat)
+            values.flags.writeable = False
+            self._cache[key] = values
+        return xr.DataArray(self._cache[key], dims=SPATIAL_DIMS, attrs={"units": "deg"})
 
     def solid_angle(self) -> xr.DataArray:
         """Solid angle of every pixel, from its exact boundary.
