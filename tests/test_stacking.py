@@ -128,3 +128,18 @@ def test_stack_store_never_counts_an_observation_twice(tmp_path, geoms):
     # re-opening with another configuration is refused
     with pytest.raises(ValueError, match="another configuration"):
         StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 2})
+
+
+def test_stack_store_tiles_are_as_equal_as_possible(tmp_path, geoms):
+    geom, geom_irf = geoms
+    cube = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 10.0), 1.0, np.ones(geom.data_shape, bool), 7, geom, geom_irf, 5)
+    # 10 pixels with tiles of at most 6: two tiles of 5, not 6 + 4 (Zarr pads an edge chunk to full size)
+    store = StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 1}, tile_size=(6, 6), irf_tile_size=(16, 16))
+    assert store.tile_size["main"] == (5, 5)
+    assert [(t.y, t.x) for t in store.tiles("main")] == [
+        (slice(0, 5), slice(0, 5)), (slice(0, 5), slice(5, 10)), (slice(5, 10), slice(0, 5)), (slice(5, 10), slice(5, 10))
+    ]
+    assert store.tile_size["irf"] == (geom_irf.npix[1], geom_irf.npix[0])  # smaller than the limit: one tile
+    for tile, piece in store.split(to_sums(cube.data)).items():
+        store.update_tile(tile, [(5, piece)])
+    np.testing.assert_array_equal(store.read_sums().counts, 1.0)

@@ -173,7 +173,10 @@ class StackStore:
             What defines the stack (geometry, makers ...); re-opening with a
             different configuration is an error.
         tile_size, irf_tile_size : tuple of int
-            Tile size ``(ny, nx)`` in pixels on the main and on the IRF grid.
+            Largest tile size ``(ny, nx)`` in pixels on the main and on the
+            IRF grid. Tiles are made as equal as possible within it (a
+            315-pixel axis gets two 158-pixel tiles, not 256 + 59), because
+            Zarr stores and rewrites an edge chunk at full chunk size.
 
         Raises
         ------
@@ -194,7 +197,11 @@ class StackStore:
                     "use a new store or the same configuration"
                 )
             return store
-        tiles = {"main": tuple(int(n) for n in tile_size), "irf": tuple(int(n) for n in irf_tile_size), "scalar": ()}
+        tiles = {"scalar": ()}
+        for layer, size in (("main", tile_size), ("irf", irf_tile_size)):
+            ydim, xdim = LAYERS[layer]
+            if ydim in layout.dims and xdim in layout.dims:
+                tiles[layer] = _balanced_tiles((layout.sizes[ydim], layout.sizes[xdim]), size)
         stack_info = {"config_hash": digest, "config": config, "tile_size": tiles}
         stacked_attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_object="Dataset"))
         nodes = {"stacked": GroupMetadata(attributes=stacked_attrs)}
@@ -526,8 +533,17 @@ def layer_of_dims(dims) -> str:
     return "scalar"
 
 
+def _balanced_tiles(shape, largest) -> tuple[int, ...]:
+    """Tile size per axis: the fewest tiles of at most ``largest`` pixels, as equal as possible."""
+    sizes = []
+    for n, limit in zip(shape, largest):
+        count = -(-int(n) // int(limit))
+        sizes.append(-(-int(n) // count))
+    return tuple(sizes)
+
+
 def _chunks(dims, shape, tiles):
-    sizes = dict(zip(LAYERS["main"], tiles["main"])) | dict(zip(LAYERS["irf"], tiles["irf"]))
+    sizes = {dim: size for layer in ("main", "irf") for dim, size in zip(LAYERS[layer], tiles.get(layer, ()))}
     return tuple(min(sizes[d], n) if d in sizes else n for d, n in zip(dims, shape))
 
 
