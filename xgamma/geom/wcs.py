@@ -163,6 +163,13 @@ def _check_axes(axes) -> tuple:
     return axes
 
 
+@functools.lru_cache(maxsize=8)
+def _grid_cache(text, npix) -> dict:
+    """The `WcsGeom._cache` shared by geometries read from the same header: a few recent grids only
+    (pixel coordinates of a 500 x 500 grid take 4 MB)."""
+    return {}
+
+
 @functools.lru_cache(maxsize=256)
 def _image_from_header_string(text, npix):
     geom = WcsGeom._from_header(text, npix, None)
@@ -277,7 +284,7 @@ class WcsGeom:
             # map attrs repeat the same few headers: parse each once
             image = _image_from_header_string(header, None if npix is None else tuple(int(n) for n in npix))
             geom = image._with_axes(axes)
-            geom._cache = {}  # not kept alive by the header cache
+            geom._cache = _grid_cache(header, npix and tuple(int(n) for n in npix))
             return geom
         return cls._from_header(header, npix, axes)
 
