@@ -131,7 +131,7 @@ def read_hdus(path, hdus) -> dict:
                 columns = {}
                 if isinstance(hdu, fits.BinTableHDU):
                     columns = {c.name.upper(): (c.unit or "") for c in hdu.columns}
-                out[request] = HDUData(hdu.header.copy(), data, hdu.name, path, columns)
+                out[request] = HDUData(hdu.header, data, hdu.name, path, columns)
     except DL3FileError:
         raise
     except (OSError, ValueError, TypeError, IndexError) as err:
