@@ -159,7 +159,7 @@ class StackStore:
 
     # ---- creation ---------------------------------------------------------
     @classmethod
-    def create(cls, url, layout: xr.Dataset, config: dict, tile_size=(256, 256), irf_tile_size=(16, 16), storage_options=None):
+    def create(cls, url, layout: xr.Dataset, config: dict, tile_size=(256, 256), irf_tile_size=(32, 32), storage_options=None):
         """Create a store for stacking into ``layout``'s grid, or open a matching one.
 
         Parameters

@@ -207,7 +207,7 @@ def reduce(
     scheduler=None,
     batch_size=None,
     tile_size=(256, 256),
-    irf_tile_size=(16, 16),
+    irf_tile_size=(32, 32),
     storage_options=None,
     progress=True,
 ):
@@ -308,13 +308,15 @@ def _run_batches(batches, footprints, target, makers, cutout_width, stack, get, 
     bar = tqdm(total=sum(map(len, batches)), desc="reducing observations", unit="obs", disable=not progress)
     try:
         for k, batch in enumerate(batches):
+            # shared by every task of the batch: sent (and unpickled) once per worker, not once per task
+            target_, makers_, stack_ = (delayed(obj, pure=False, traverse=False) for obj in (target, list(makers), stack))
             by_tile = {}
             for obs in batch:
-                pieces = delayed(_pieces, pure=False)(obs, target, makers, cutout_width, stack)
+                pieces = delayed(_pieces, pure=False)(obs, target_, makers_, cutout_width, stack_)
                 for tile in footprints[id(obs)]:
                     by_tile.setdefault(tile, []).append((int(obs.obs_id), delayed(_piece_for)(pieces, tile)))
             graph = [
-                delayed(_update, pure=False)(stack, tile, [i for i, _ in entries], last_batch[tile] == k, *[p for _, p in entries])
+                delayed(_update, pure=False)(stack_, tile, [i for i, _ in entries], last_batch[tile] == k, *[p for _, p in entries])
                 for tile, entries in by_tile.items()
             ]
             dask.compute(*graph, scheduler=get)
