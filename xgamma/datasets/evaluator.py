@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.fft import irfft2, next_fast_len, rfft2
+from scipy.fft import fft, irfft2, next_fast_len, rfft, rfft2
 
 from ..axes import MapAxis
 from ..geom import WcsGeom
@@ -211,22 +211,21 @@ class _FFTConvolver:
         self.half = n_kernel // 2
         self._image_shape = tuple(image_shape)
         self.full_shape = tuple(n + n_kernel - 1 for n in image_shape)
-        shape = tuple(next_fast_len(n, real=True) for n in self.full_shape)
-        self._kernel_fft = rfft2(kernel.astype(np.float32), s=shape, axes=(1, 2))
-        # the image goes in the corner, the rest stays zero: padded here, not by the FFT (much slower)
-        self._padded = np.zeros((len(kernel), *shape), dtype=np.float32)
+        self._shape = tuple(next_fast_len(n, real=True) for n in self.full_shape)
+        self._kernel_fft = rfft2(kernel.astype(np.float32), s=self._shape, axes=(1, 2))
 
     def transform(self, exposure, fraction) -> np.ndarray:
         """The convolution of ``exposure x fraction`` (image-shaped) in Fourier space."""
-        ny, nx = self._image_shape
-        np.multiply(exposure, fraction, out=self._padded[:, :ny, :nx], casting="same_kind")
-        spectra = rfft2(self._padded, axes=(1, 2))
+        image = np.empty((len(exposure), *self._image_shape), dtype=np.float32)
+        np.multiply(exposure, fraction, out=image, casting="same_kind")
+        # one axis at a time: the rows of zero padding are not transformed along x
+        spectra = fft(rfft(image, n=self._shape[1], axis=2), n=self._shape[0], axis=1, overwrite_x=True)
         spectra *= self._kernel_fft
         return spectra
 
     def inverse(self, spectra, overwrite=False) -> np.ndarray:
         """``fftconvolve(..., mode="full")`` per plane (float32) from `transform` (or a sum of its planes)."""
-        full = irfft2(spectra, s=self._padded.shape[1:], axes=(1, 2), overwrite_x=overwrite)
+        full = irfft2(spectra, s=self._shape, axes=(1, 2), overwrite_x=overwrite)
         return full[:, :self.full_shape[0], :self.full_shape[1]]
 
 
