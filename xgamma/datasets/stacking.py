@@ -98,6 +98,17 @@ def _irf_mask(mask: xr.DataArray, data: xr.Dataset, irf_var: xr.DataArray) -> xr
     return xr.DataArray(values, dims=(*other, "y_irf", "x_irf"))
 
 
+def _zeroed(var: xr.DataArray, keep: xr.DataArray | None) -> xr.DataArray:
+    """``var`` as float64, zero where ``keep`` is False (broadcast by dim name), in one pass over the data."""
+    if keep is None:
+        return var.astype(float)
+    if not set(keep.dims) <= set(var.dims):
+        return var.astype(float).where(keep, 0.0)
+    shape = [var.sizes[d] if d in keep.dims else 1 for d in var.dims]
+    kept = keep.transpose(*[d for d in var.dims if d in keep.dims]).values.reshape(shape)
+    return var.copy(data=np.where(kept, var.values, 0.0))
+
+
 def to_sums(data: xr.Dataset) -> xr.Dataset:
     """Additive sufficient statistics of one dataset (see the module docstring).
 
@@ -116,24 +127,19 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
     out = {}
     for name in _MASKED:
         if name in data:
-            var = data[name].astype(float)
-            out[name] = var.where(mask, 0.0) if mask is not None else var
+            out[name] = _zeroed(data[name], mask)
     if "counts_off" in data:
         alpha = (data["acceptance"] / data["acceptance_off"]).where(data["acceptance_off"] > 0, 0.0)
-        background_off = alpha * data["counts_off"]
-        out["background_off"] = background_off.where(mask, 0.0) if mask is not None else background_off
+        out["background_off"] = _zeroed(alpha * data["counts_off"], mask)
     mask_image = mask.any("energy") if mask is not None else None
     if "exposure" in data:
-        exposure = data["exposure"].astype(float)
-        out["exposure"] = exposure.where(mask_image, 0.0) if mask_image is not None else exposure
+        out["exposure"] = _zeroed(data["exposure"], mask_image)
     for name in MASK_VARIABLES:
         if name in data:
             out[name] = data[name].astype(np.int32)
     if "exposure_irf" in data:
-        weight = data["exposure_irf"].astype(float)
-        if mask_image is not None:
-            weight = weight.where(_irf_mask(mask_image, data, data["exposure_irf"]), 0.0)
-        out["exposure_irf"] = weight
+        irf_mask = _irf_mask(mask_image, data, data["exposure_irf"]) if mask_image is not None else None
+        weight = out["exposure_irf"] = _zeroed(data["exposure_irf"], irf_mask)
     elif "exposure" in out:
         # region datasets: IRFs share the exposure's (only) position; the weight is stored so that
         # datasets with and without a separate exposure_irf (containment correction) stack together
@@ -145,7 +151,7 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
             if name in data:
                 weighted = data[name] * weight
                 if name == "edisp" and mask is not None:
-                    weighted = weighted.where(_irf_mask(mask, data, data[name]), 0.0)
+                    weighted = _zeroed(weighted, _irf_mask(mask, data, data[name]))
                 out[name] = weighted
     if "livetime" in data:
         out["livetime"] = data["livetime"].astype(float)
