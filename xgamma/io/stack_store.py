@@ -285,7 +285,7 @@ class StackStore:
                 x0, x1 = max(dx, tile.x.start), min(dx + nx, tile.x.stop)
                 in_tile = _index(dims, ydim, xdim, slice(y0 - tile.y.start, y1 - tile.y.start), slice(x0 - tile.x.start, x1 - tile.x.start))
                 in_piece = _index(dims, ydim, xdim, slice(y0 - dy, y1 - dy), slice(x0 - dx, x1 - dx))
-                pieces.setdefault(tile, {})[name] = (in_tile, np.ascontiguousarray(values[in_piece]))
+                pieces.setdefault(tile, {})[name] = (in_tile, values[in_piece])  # a view: copied only if sent elsewhere
         return pieces
 
     # ---- ledger -------------------------------------------------------------
