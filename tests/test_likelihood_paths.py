@@ -140,3 +140,16 @@ def test_fourier_fold_equals_folding_the_planes():
     expected = weights @ response.planes()
     np.testing.assert_allclose(folded, expected, rtol=0, atol=1e-6 * expected.max())
     assert folded.min() >= 0 and response.planes().min() >= 0
+
+
+@pytest.mark.parametrize("alpha", [1.0, -2.0])  # a mean of 1.5 over the GTI, and a negative one (-0.5)
+def test_temporal_factor_enters_the_counted_statistic(dataset, alpha):
+    from xgamma.modeling import LinearTemporalModel
+
+    timed = dataset.copy()
+    timed.data.attrs["gti"] = [[55000.0, 55001.0]]  # MJD (TT): one day
+    model = source("gauss")
+    model.temporal_model = LinearTemporalModel(alpha=alpha, beta="1 d-1", t_ref=55000.0, scale="tt")
+    timed.models = Models([model, FoVBackgroundModel("toy")])
+    assert (timed._counted_stat_sum() is None) == (alpha < 0)  # a negative npred could be truncated
+    assert timed.stat_sum() == pytest.approx(plain_stat(timed), rel=1e-9)
