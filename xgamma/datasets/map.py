@@ -104,11 +104,13 @@ class MapDataset(FitMixin, Dataset):
         energy_axis = geom.axes[0]
         energy_axis_true = (energy_axis_true or energy_axis).copy(name="energy_true")
         rad_axis = (rad_axis or RAD_AXIS_DEFAULT).copy(name="rad")
+        geom.to_header_string()  # built once here, shared by the image and cube variants below
         image = geom.to_image()
         geom_irf = WcsGeom.create(
             skydir=image.center_skydir, width=image.width, binsz=to_value(binsz_irf, "deg", "binsz_irf"),
             frame=image.frame, proj=image.projection,
         )
+        geom_irf.to_header_string()
         if edisp == "kernel":
             edisp_var = irf_dataarray(geom_irf.to_cube([energy_axis_true, energy_axis]))
         else:
