@@ -114,7 +114,7 @@ def io_floor(store) -> float:
 
 def pointing_groups(observations, linking_deg=3.0):
     """Friends-of-friends groups of observations by pointing."""
-    pointings = SkyCoord([o.pointing for o in observations])
+    pointings = _pointings(observations)
     n = len(observations)
     label = np.arange(n)
     close = pointings[:, None].separation(pointings[None, :]).deg < linking_deg
@@ -126,8 +126,14 @@ def pointing_groups(observations, linking_deg=3.0):
     return [[observations[i] for i in np.flatnonzero(label == g)] for g in np.unique(label)]
 
 
+def _pointings(observations) -> SkyCoord:
+    # from plain numbers: parsing a list of SkyCoord objects is slow
+    icrs = [o.pointing.icrs for o in observations]
+    return SkyCoord([p.ra.deg for p in icrs], [p.dec.deg for p in icrs], unit="deg", frame="icrs")
+
+
 def group_target(group, binsz=0.02):
-    pointings = SkyCoord([o.pointing for o in group])
+    pointings = _pointings(group)
     center = SkyCoord(pointings.cartesian.mean(), frame="icrs")
     center = SkyCoord(center.ra, center.dec, frame="icrs")
     width = np.ceil((2 * center.separation(pointings).deg.max() + 5.1) * 10) / 10
