@@ -143,3 +143,17 @@ def test_stack_store_tiles_are_as_equal_as_possible(tmp_path, geoms):
     for tile, piece in store.split(to_sums(cube.data)).items():
         store.update_tile(tile, [(5, piece)])
     np.testing.assert_array_equal(store.read_sums().counts, 1.0)
+
+
+def test_stack_store_adds_summed_pieces_and_refuses_a_partly_held_one(tmp_path, geoms):
+    geom, geom_irf = geoms
+    cube = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 10.0), 1.0, np.ones(geom.data_shape, bool), 7, geom, geom_irf, 5)
+    store = StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 1}, tile_size=(10, 10), irf_tile_size=(16, 16))
+    (tile, piece), = [(t, p) for t, p in store.split(to_sums(cube.data)).items() if t.layer == "main"]
+    doubled = {name: (where, 2 * values) for name, (where, values) in piece.items()}  # observations 5 and 6 summed
+    assert store.update_tile(tile, [((5, 6), doubled)]) == [5, 6]
+    np.testing.assert_array_equal(store.read_sums(tile).counts, 2.0)
+    assert store.update_tile(tile, [((5, 6), doubled), (7, piece)]) == [7]  # the held pair is skipped
+    with pytest.raises(RuntimeError, match="holds observations \\[6\\] but not \\[8\\]"):
+        store.update_tile(tile, [((6, 8), doubled)])
+    np.testing.assert_array_equal(store.read_sums(tile).counts, 3.0)  # the refused update wrote nothing

@@ -346,14 +346,19 @@ class StackStore:
     def _tile_names(self, tile: Tile) -> list[str]:
         return [name for name, (_, _, layer) in self.arrays.items() if layer == tile.layer]
 
+    def tile_block_shape(self, tile: Tile) -> dict:
+        """``name -> shape`` of one tile's block of each variable of its layer."""
+        return {n: _block_shape(self.arrays[n][1], self.arrays[n][0], tile.index(self.arrays[n][0])) for n in self._tile_names(tile)}
+
     def update_tile(self, tile: Tile, pieces, finish=True) -> list[int]:
         """Add observations' pieces to one tile (each tile has one writer at a time).
 
         Parameters
         ----------
         tile : `Tile`
-        pieces : list of (int, dict)
-            ``(obs_id, piece)`` with ``piece`` from `split` for this tile.
+        pieces : list of (int or sequence of int, dict)
+            ``(obs_id, piece)`` with ``piece`` from `split` for this tile, or
+            ``(obs_ids, piece)`` with the sum of several observations' pieces.
         finish : bool
             Also write the tile's stacked product (skip it when more updates
             of the tile follow soon).
@@ -361,11 +366,29 @@ class StackStore:
         Returns
         -------
         list of int
-            Observations added now; those the tile already holds are skipped.
+            Observations added now; pieces whose observations the tile already
+            holds are skipped.
+
+        Raises
+        ------
+        RuntimeError
+            If a summed piece mixes observations the tile holds with ones it
+            does not (only another reduction writing into the same store at
+            the same time can cause that); nothing is written.
         """
         entry = self._ledger_entry(tile)
         slot, held = entry["slot"], set(entry["obs_ids"])
-        new = [(obs_id, piece) for obs_id, piece in pieces if obs_id not in held]
+        new = []
+        for obs_ids, piece in pieces:
+            obs_ids = [int(obs_ids)] if np.ndim(obs_ids) == 0 else [int(i) for i in obs_ids]
+            already = [i for i in obs_ids if i in held]
+            if already and len(already) < len(obs_ids):
+                raise RuntimeError(
+                    f"tile {tile.key} of stack store {self.url!r} holds observations {already} but not "
+                    f"{sorted(set(obs_ids) - set(already))} of one summed piece: is another reduction writing into this store?"
+                )
+            if not already:
+                new.append((obs_ids, piece))
         if not new:
             if finish and not entry["finished"]:
                 self.finish_tile(tile)
@@ -375,8 +398,7 @@ class StackStore:
             blocks = self._read_slot(tile, slot)
         else:  # never written: no need to read zeros
             arrays = self._arrays("sums")
-            blocks = {n: np.zeros(_block_shape(self.arrays[n][1], self.arrays[n][0], tile.index(self.arrays[n][0])),
-                                  dtype=arrays[n].dtype) for n in names}
+            blocks = {n: np.zeros(shape, dtype=arrays[n].dtype) for n, shape in self.tile_block_shape(tile).items()}
         for _, piece in new:
             for name, (where, values) in piece.items():
                 blocks[name][where] += values
@@ -386,8 +408,9 @@ class StackStore:
             writes += self._stacked_writes(tile, blocks)
         zarr.core.sync.sync(_write_blocks(writes))
         # the ledger write commits the update: a task dying before it leaves the tile as it was
-        self._write_ledger(tile, 1 - slot, held | {obs_id for obs_id, _ in new}, finished=finish)
-        return [obs_id for obs_id, _ in new]
+        added = [obs_id for obs_ids, _ in new for obs_id in obs_ids]
+        self._write_ledger(tile, 1 - slot, held | set(added), finished=finish)
+        return added
 
     def _read_slot(self, tile: Tile, slot: int) -> dict:
         """``name -> writable block`` of one tile's sums in ``slot``."""

@@ -10,13 +10,16 @@ Which one to use when:
 - `xgamma.datasets.stacking.stack_datasets`: stack datasets already in memory
   (same numbers as `reduce`).
 
-How `reduce` works: observations are processed in batches. In a batch, one
-task per observation reads its DL3 files on the worker, cuts the target
-around the pointing, runs the makers, turns the result into additive sums and
-splits them by sky tile; then one task per touched tile adds the batch's
-pieces to the store (and, in the last batch touching the tile, writes its
-stacked product). A batch's data is released before the next starts, so
-peak memory depends on the batch size, not on the number of observations.
+How `reduce` works: observations, sorted by position, are processed in
+batches. A batch is shared among as many tasks as the cluster has threads;
+each task reduces its observations in turn (reads the DL3 files on the
+worker, cuts the target around the pointing, runs the makers, turns the
+result into additive sums) and adds their pieces up per sky tile, so one
+summed piece per tile travels instead of one per observation. Then one task
+per touched tile adds the pieces to the store (and, in the last batch
+touching the tile, writes its stacked product). A batch's data is released
+before the next starts, so peak memory depends on the batch size, not on the
+number of observations.
 """
 
 from __future__ import annotations
@@ -162,19 +165,66 @@ def reduce_observation(observation, target, makers, cutout_width=None):
         raise ReductionError(f"observation {observation.obs_id}: {type(err).__name__}: {err}") from err
 
 
-def _pieces(observation, target, makers, cutout_width, store):
+def _reduce_part(observations, target, makers, cutout_width, store, wanted):
+    """Reduce some observations in turn and add up their pieces tile by tile (sums are additive).
+
+    Parameters
+    ----------
+    wanted : dict
+        obs id -> keys of the tiles that still need that observation.
+
+    Returns
+    -------
+    dict
+        `Tile` -> ``(obs_ids, piece)``: the summed piece of the observations
+        that touch the tile, over the bounding box of their cutouts.
+    """
+    totals = {}
     # this runs inside a task: anything lazy is computed here, not sent back to the cluster
     with dask.config.set(scheduler="sync"):
-        dataset = reduce_observation(observation, target, makers, cutout_width)
-        return store.split(to_sums(dataset.data))
+        for observation in observations:
+            obs_id = int(observation.obs_id)
+            dataset = reduce_observation(observation, target, makers, cutout_width)
+            for tile, piece in store.split(to_sums(dataset.data)).items():
+                if tile.key in wanted[obs_id]:
+                    _add_piece(totals.setdefault(tile, ([], {})), obs_id, piece, store.tile_block_shape(tile))
+    return {tile: (obs_ids, {name: _cropped(block, box) for name, (block, box) in blocks.items()})
+            for tile, (obs_ids, blocks) in totals.items()}
 
 
-def _piece_for(pieces, tile):
-    return pieces.get(tile, {})
+def _add_piece(total, obs_id, piece, block_shape):
+    """Add one observation's piece to a tile's running ``(obs_ids, {name: (block, box)})``."""
+    obs_ids, blocks = total
+    obs_ids.append(obs_id)
+    for name, (where, values) in piece.items():
+        if name not in blocks:
+            blocks[name] = (np.zeros(block_shape[name], dtype=values.dtype), where)
+        block, box = blocks[name]
+        block[where] += values
+        blocks[name] = (block, _union(box, where))
 
 
-def _update(store, tile, obs_ids, finish, *pieces):
-    return store.update_tile(tile, list(zip(obs_ids, pieces)), finish=finish)
+def _union(a, b) -> tuple:
+    """Smallest index box (tuple of slices or Ellipsis) holding boxes ``a`` and ``b``."""
+    if a == (Ellipsis,) or b == (Ellipsis,):
+        return (Ellipsis,)
+    return tuple(slice(min(x.start or 0, y.start or 0), _max_stop(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _max_stop(x, y):
+    return None if x is None or y is None else max(x, y)
+
+
+def _cropped(block, box):
+    return box, block[box].copy()  # only the covered part travels to the tile's writer
+
+
+def _piece_for(summed, tile):
+    return summed.get(tile)
+
+
+def _update(store, tile, finish, *pieces):
+    return store.update_tile(tile, [piece for piece in pieces if piece is not None], finish=finish)
 
 
 def _finish(store, tile):
@@ -269,10 +319,14 @@ def reduce(
         )
         template = _Template(target)
         held = stack.held()
-        footprints = {id(obs): _tiles_of(obs, stack, template, cutout_width) for obs in observations}
-        pending = [obs for obs in observations if not _is_complete(obs, held, footprints[id(obs)])]
+        # the tiles each observation still has to be added to (a stopped run may have done some)
+        wanted = {
+            id(obs): [t for t in _tiles_of(obs, stack, template, cutout_width) if t.key not in held.get(int(obs.obs_id), ())]
+            for obs in observations
+        }
+        pending = [obs for obs in observations if wanted[id(obs)]]
         # neighbours in one batch share tiles: fewer, fuller tile updates
-        pending.sort(key=lambda obs: min(((t.iy, t.ix) for t in footprints[id(obs)] if t.layer == "main"), default=(0, 0)))
+        pending.sort(key=lambda obs: min(((t.iy, t.ix) for t in wanted[id(obs)] if t.layer == "main"), default=(0, 0)))
         if len(pending) < len(observations):
             log.info("%d of %d observations are already in %s", len(observations) - len(pending), len(observations), url)
         local = scheduler in ("sync", "synchronous", "threads", "processes")
@@ -283,7 +337,7 @@ def reduce(
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
             size = batch_size or max(8, 4 * threads)
             batches = [pending[start : start + size] for start in range(0, len(pending), size)]
-            _run_batches(batches, footprints, template, makers, cutout_width, stack, get, progress)
+            _run_batches(batches, wanted, template, makers, cutout_width, stack, get, progress, parts=2 * threads)
             ledgers = stack.ledgers()
             # tiles a stopped run updated without writing their stacked product
             stale = stack.unfinished(ledgers)
@@ -297,28 +351,28 @@ def reduce(
             shutil.rmtree(url, ignore_errors=True)
 
 
-def _run_batches(batches, footprints, target, makers, cutout_width, stack, get, progress):
-    """One graph per batch: a task per observation, then a task per touched tile.
+def _run_batches(batches, wanted, target, makers, cutout_width, stack, get, progress, parts):
+    """One graph per batch: ``parts`` tasks that each reduce a share of the batch and sum its
+    pieces per tile, then a task per touched tile that adds them to the store.
 
     A tile writes its stacked product in the last batch that touches it.
     """
     from tqdm.auto import tqdm
 
-    last_batch = {tile: k for k, batch in enumerate(batches) for obs in batch for tile in footprints[id(obs)]}
+    last_batch = {tile: k for k, batch in enumerate(batches) for obs in batch for tile in wanted[id(obs)]}
     bar = tqdm(total=sum(map(len, batches)), desc="reducing observations", unit="obs", disable=not progress)
     try:
         for k, batch in enumerate(batches):
             # shared by every task of the batch: sent (and unpickled) once per worker, not once per task
             target_, makers_, stack_ = (delayed(obj, pure=False, traverse=False) for obj in (target, list(makers), stack))
             by_tile = {}
-            for obs in batch:
-                pieces = delayed(_pieces, pure=False)(obs, target_, makers_, cutout_width, stack_)
-                for tile in footprints[id(obs)]:
-                    by_tile.setdefault(tile, []).append((int(obs.obs_id), delayed(_piece_for)(pieces, tile)))
-            graph = [
-                delayed(_update, pure=False)(stack_, tile, [i for i, _ in entries], last_batch[tile] == k, *[p for _, p in entries])
-                for tile, entries in by_tile.items()
-            ]
+            for share in np.array_split(np.arange(len(batch)), min(parts, len(batch))):
+                part = [batch[i] for i in share]  # neighbours (the batch is sorted by position): few tiles
+                needs = {int(obs.obs_id): {t.key for t in wanted[id(obs)]} for obs in part}
+                summed = delayed(_reduce_part, pure=False)(part, target_, makers_, cutout_width, stack_, needs)
+                for tile in {t for obs in part for t in wanted[id(obs)]}:
+                    by_tile.setdefault(tile, []).append(delayed(_piece_for)(summed, tile))
+            graph = [delayed(_update, pure=False)(stack_, tile, last_batch[tile] == k, *pieces) for tile, pieces in by_tile.items()]
             dask.compute(*graph, scheduler=get)
             bar.update(len(batch))
     finally:
@@ -334,8 +388,3 @@ def _tiles_of(observation, stack, template, cutout_width):
         layer = "main" if dims == SPATIAL else "irf"
         tiles += stack.tiles(layer, index[dims[0]], index[dims[1]])
     return tiles
-
-
-def _is_complete(observation, held, footprint) -> bool:
-    tiles = held.get(int(observation.obs_id))
-    return bool(tiles) and {t.key for t in footprint} <= tiles
