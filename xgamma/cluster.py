@@ -61,10 +61,21 @@ def get_client(client=None, scheduler=None, n_workers=None, threads_per_worker=1
         yield new_client
 
 
-#: Embedded workers run without distributed's statistical profiler: it keeps a
-#: call tree per task and grew each worker by ~80 KB per observation, so memory
-#: grew with the number of observations (benchmarks/reduce.py, survey).
-_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+#: Settings of the embedded cluster:
+#:
+#: - no statistical profiler on the workers: it keeps a call tree per task and
+#:   grew each worker by ~80 KB per observation, so memory grew with the number
+#:   of observations (benchmarks/reduce.py, survey);
+#: - memory checked every second, not every 100 ms, and the dashboard's system
+#:   plots sampled every 2 s, not every 0.5 s: the nannies and the scheduler
+#:   share the client's process, where these psutil polls took a tenth of the
+#:   CPU of a 2-worker reduction. A worker over its memory limit is still
+#:   paused, spilled or restarted, one second later at most.
+_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 
 def _worker_environ() -> dict:
