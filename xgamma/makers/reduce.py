@@ -11,8 +11,9 @@ Which one to use when:
   (same numbers as `reduce`).
 
 How `reduce` works: observations, sorted by position, are processed in
-batches. A batch is shared among as many tasks as the cluster has threads;
-each task reduces its observations in turn (reads the DL3 files on the
+batches. A batch is shared among two tasks per worker thread (two, so that
+a thread finding its share done early takes another); each task reduces its
+observations in turn (reads the DL3 files on the
 worker, cuts the target around the pointing, runs the makers, turns the
 result into additive sums) and adds their pieces up per sky tile, so one
 summed piece per tile travels instead of one per observation. Then one task
