@@ -288,7 +288,8 @@ def reduce(
         Observations in flight at once (default: 4 per worker thread, at
         least 8). Peak memory grows with this, not with the number of runs.
     tile_size, irf_tile_size : tuple of int
-        Store tile (Zarr chunk) size in pixels on the main and IRF grids.
+        Largest store tile (Zarr chunk) size ``(ny, nx)`` in pixels on the
+        main and IRF grids; tiles are made as equal as possible within it.
     storage_options : dict, optional
         fsspec options for ``store``.
     progress : bool
