@@ -57,6 +57,7 @@ def assert_same(result, expected):
     assert set(result.data_vars) == set(expected.data_vars)
     for name in expected.data_vars:
         np.testing.assert_allclose(result[name].values, expected[name].values, rtol=1e-12, atol=1e-300, err_msg=name)
+    assert sorted(map(list, result.attrs["gti"])) == sorted(map(list, expected.attrs["gti"]))
 
 
 def test_zarr_stack_equals_in_memory_stack_and_reruns_add_nothing(tmp_path, observations, in_memory):
@@ -65,6 +66,10 @@ def test_zarr_stack_equals_in_memory_stack_and_reruns_add_nothing(tmp_path, obse
     assert_same(result.data, in_memory)
     assert result.obs_ids == RUNS
     assert float(result.data.counts.sum()) > 1000  # the Crab runs are not empty
+    # the good time intervals of every run, as the DL3 files give them, in time order
+    files = sorted([a, b] for obs in observations for a, b in zip(obs.gti.start.tt.mjd, obs.gti.stop.tt.mjd))
+    np.testing.assert_allclose(np.array(result.data.attrs["gti"]), np.array(files), rtol=0, atol=1e-9)
+    assert result.gti is not None and len(result.gti.start) == len(files)
     ledgers_before = {p.name: p.read_bytes() for p in (tmp_path / "crab.zarr" / "ledger").rglob("*.json")}
     again = reduce(observations, make_target(), MAKERS, store=url, scheduler="sync", **OPTIONS)
     assert_same(again.data, in_memory)

@@ -62,6 +62,8 @@ _FAST_CODEC = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 #: spatial dims of each tile layer
 LAYERS = {"main": SPATIAL, "irf": IRF_SPATIAL, "scalar": ()}
+#: Key of an observation's good time intervals in the scalar tile's piece (not an array)
+GTI_KEY = "gti"
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,9 +267,14 @@ class StackStore:
         Returns
         -------
         dict
-            `Tile` -> {variable: (index within the tile, values)}.
+            `Tile` -> {variable: (index within the tile, values)}; the
+            ``scalar`` tile's piece also holds ``GTI_KEY: {obs_id: intervals}``
+            when ``sums`` has ``gti`` and ``obs_ids`` attrs.
         """
         pieces = {}
+        if "scalar" in self.layers and "gti" in sums.attrs and len(sums.attrs.get("obs_ids", [])) == 1:
+            obs_id = int(sums.attrs["obs_ids"][0])
+            pieces[self.tiles("scalar")[0]] = {GTI_KEY: {obs_id: [list(map(float, i)) for i in sums.attrs["gti"]]}}
         for name, var in sums.data_vars.items():
             if name not in self.arrays:
                 raise KeyError(f"variable {name!r} is not in stack store {self.url!r} (has {sorted(self.arrays)})")
@@ -299,17 +306,30 @@ class StackStore:
         return entry["slot"], entry["obs_ids"]
 
     def _ledger_entry(self, tile: Tile) -> dict:
-        """``{"slot", "obs_ids", "finished"}``; ``finished``: the stacked product shows the current slot."""
+        """``{"slot", "obs_ids", "finished", "gti"}``.
+
+        ``finished``: the stacked product shows the current slot; ``gti``:
+        obs id -> good time intervals (MJD, TT), kept by the scalar tile so
+        that they are committed together with the observation's livetime.
+        """
         fs, path = self._ledger_path(tile)
         try:
             entry = json.loads(fs.cat_file(path))
         except FileNotFoundError:
-            return {"slot": 0, "obs_ids": [], "finished": True}
-        return {"slot": int(entry["slot"]), "obs_ids": [int(i) for i in entry["obs_ids"]], "finished": bool(entry.get("finished"))}
+            return {"slot": 0, "obs_ids": [], "finished": True, "gti": {}}
+        return {
+            "slot": int(entry["slot"]),
+            "obs_ids": [int(i) for i in entry["obs_ids"]],
+            "finished": bool(entry.get("finished")),
+            "gti": {int(k): v for k, v in entry.get("gti", {}).items()},
+        }
 
-    def _write_ledger(self, tile: Tile, slot: int, obs_ids, finished: bool) -> None:
+    def _write_ledger(self, tile: Tile, slot: int, obs_ids, finished: bool, gti=None) -> None:
         fs, path = self._ledger_path(tile)
-        payload = json.dumps({"slot": slot, "obs_ids": sorted(int(i) for i in obs_ids), "finished": finished}).encode()
+        entry = {"slot": slot, "obs_ids": sorted(int(i) for i in obs_ids), "finished": finished}
+        if gti:
+            entry["gti"] = {str(k): gti[k] for k in sorted(gti)}
+        payload = json.dumps(entry).encode()
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if isinstance(fs, LocalFileSystem):
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -399,8 +419,13 @@ class StackStore:
         else:  # never written: no need to read zeros
             arrays = self._arrays("sums")
             blocks = {n: np.zeros(shape, dtype=arrays[n].dtype) for n, shape in self.tile_block_shape(tile).items()}
+        gti = dict(entry["gti"])
         for _, piece in new:
-            for name, (where, values) in piece.items():
+            for name, value in piece.items():
+                if name == GTI_KEY:
+                    gti.update(value)  # obs id -> intervals, not an array
+                    continue
+                where, values = value
                 blocks[name][where] += values
         sums = self._arrays("sums")
         writes = [(sums[n], (1 - slot, *tile.index(self.arrays[n][0])), blocks[n]) for n in names]
@@ -409,7 +434,7 @@ class StackStore:
         zarr.core.sync.sync(_write_blocks(writes))
         # the ledger write commits the update: a task dying before it leaves the tile as it was
         added = [obs_id for obs_ids, _ in new for obs_id in obs_ids]
-        self._write_ledger(tile, 1 - slot, held | set(added), finished=finish)
+        self._write_ledger(tile, 1 - slot, held | set(added), finished=finish, gti=gti)
         return added
 
     def _read_slot(self, tile: Tile, slot: int) -> dict:
@@ -442,7 +467,7 @@ class StackStore:
         """Write the finished dataset of one tile from its current sums."""
         entry = self._ledger_entry(tile)
         zarr.core.sync.sync(_write_blocks(self._stacked_writes(tile, self._read_slot(tile, entry["slot"]))))
-        self._write_ledger(tile, entry["slot"], entry["obs_ids"], finished=True)
+        self._write_ledger(tile, entry["slot"], entry["obs_ids"], finished=True, gti=entry["gti"])
 
     def _stacked_writes(self, tile: Tile, blocks: dict) -> list:
         """``(array, index, values)`` writing a tile's stacked product from its sums ``blocks``."""
@@ -457,9 +482,14 @@ class StackStore:
         return writes
 
     def record_obs_ids(self, ledgers=None) -> list[int]:
-        """Write the ids of the observations held into the stacked group's attrs."""
+        """Write the ids (and good time intervals, sorted by start) of the observations held into the stacked group's attrs."""
+        ledgers = ledgers or self.ledgers()
         obs_ids = sorted(self.held(ledgers))
-        self._group("stacked", mode="r+").update_attributes({"obs_ids": obs_ids})
+        attrs = {"obs_ids": obs_ids}
+        intervals = [i for entry in ledgers.values() for gti in entry["gti"].values() for i in gti]
+        if intervals:
+            attrs["gti"] = sorted(intervals)
+        self._group("stacked", mode="r+").update_attributes(attrs)
         return obs_ids
 
     def read(self, chunks=None) -> xr.Dataset:

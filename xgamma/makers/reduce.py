@@ -39,7 +39,7 @@ from dask import delayed
 from ..cluster import scheduler_for
 from ..datasets.stacking import IRF_SPATIAL, SPATIAL, to_sums
 from ..geom import WcsGeom
-from ..io.stack_store import StackStore
+from ..io.stack_store import GTI_KEY, StackStore
 from ..units import to_value
 
 __all__ = ["ReductionError", "reduce", "reduce_observation"]
@@ -188,16 +188,23 @@ def _reduce_part(observations, target, makers, cutout_width, store, wanted):
             dataset = reduce_observation(observation, target, makers, cutout_width)
             for tile, piece in store.split(to_sums(dataset.data)).items():
                 if tile.key in wanted[obs_id]:
-                    _add_piece(totals.setdefault(tile, ([], {})), obs_id, piece, store.tile_block_shape(tile))
-    return {tile: (obs_ids, {name: _cropped(block, box) for name, (block, box) in blocks.items()})
-            for tile, (obs_ids, blocks) in totals.items()}
+                    _add_piece(totals.setdefault(tile, ([], {}, {})), obs_id, piece, store.tile_block_shape(tile))
+    summed = {}
+    for tile, (obs_ids, blocks, gti) in totals.items():
+        piece = {name: _cropped(block, box) for name, (block, box) in blocks.items()}
+        summed[tile] = (obs_ids, piece | ({GTI_KEY: gti} if gti else {}))
+    return summed
 
 
 def _add_piece(total, obs_id, piece, block_shape):
-    """Add one observation's piece to a tile's running ``(obs_ids, {name: (block, box)})``."""
-    obs_ids, blocks = total
+    """Add one observation's piece to a tile's running ``(obs_ids, {name: (block, box)}, gti)``."""
+    obs_ids, blocks, gti = total
     obs_ids.append(obs_id)
-    for name, (where, values) in piece.items():
+    for name, value in piece.items():
+        if name == GTI_KEY:
+            gti.update(value)
+            continue
+        where, values = value
         if name not in blocks:
             blocks[name] = (np.zeros(block_shape[name], dtype=values.dtype), where)
         block, box = blocks[name]
