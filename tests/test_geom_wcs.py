@@ -190,6 +190,22 @@ def test_separation_against_skycoord(proj):
     np.testing.assert_allclose(sep.values, ref, atol=1e-10)
 
 
+def test_cached_coordinates_follow_the_position_and_are_read_only():
+    # pixel coordinates and offsets are cached per sky grid (shared by its cube/image variants
+    # and by geometries read from the same header); a new position must not get a stale answer
+    geom = WcsGeom.create((83.6, 22.0), width=3, binsz=0.1, axes=[ENERGY])
+    first, second = SkyCoord(83.6, 22.0, unit="deg"), SkyCoord(84.6, 22.5, unit="deg")
+    y, x = np.indices(geom.npix[::-1])
+    for position in (first, second, first):
+        expected = geom.pix_to_skycoord(x, y).separation(position).deg
+        np.testing.assert_allclose(geom.to_image().separation(position).values, expected, atol=1e-10)
+    again = WcsGeom.from_header(geom.to_header_string())
+    np.testing.assert_allclose(again.separation(second).values, geom.pix_to_skycoord(x, y).separation(second).deg, atol=1e-10)
+    lon, _ = geom.get_coord()
+    with pytest.raises(ValueError, match="read-only"):
+        lon[0, 0] = 0.0
+
+
 def test_contains_edges():
     geom = WcsGeom.create((0, 0), width=(4, 2), binsz=1.0, frame="galactic")
     lon = np.array([0.0, 1.99, 2.01, 358.5, 0.0, 0.0])

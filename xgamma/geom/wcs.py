@@ -470,13 +470,15 @@ class WcsGeom:
             Dims ``("y", "x")``, in deg.
         """
         lon0, lat0 = lonlat_deg(position, self._frame)
-        key = ("separation", float(lon0), float(lat0))
-        if key not in self._cache:  # the makers ask for the offset from the pointing several times
+        position = (float(lon0), float(lat0))
+        # the makers ask for the offset from the pointing several times: keep the last position's
+        last, values = self._cache.get("separation", (None, None))
+        if last != position:
             lon, lat = self.get_coord()
             values = angular_separation(lon0, lat0, lon, lat)
             values.flags.writeable = False
-            self._cache[key] = values
-        return xr.DataArray(self._cache[key], dims=SPATIAL_DIMS, attrs={"units": "deg"})
+            self._cache["separation"] = position, values
+        return xr.DataArray(values, dims=SPATIAL_DIMS, attrs={"units": "deg"})
 
     def solid_angle(self) -> xr.DataArray:
         """Solid angle of every pixel, from its exact boundary.
