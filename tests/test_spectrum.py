@@ -283,3 +283,38 @@ def test_zarr_round_trip(crab_datasets, tmp_path):
     back = SpectrumDatasetOnOff.read(str(tmp_path / "crab.zarr"))
     assert back.info_dict() == dataset.info_dict()
     xr.testing.assert_allclose(back.data["edisp"], dataset.data["edisp"])
+
+
+def test_npred_counts_the_spatial_model_flux_inside_the_on_region():
+    """1-D npred holds the part of the source inside the ON region (a circle of radius R = 0.2 deg):
+    a centred Gaussian gives 1 - exp(-R^2 / 2 sigma^2) of a point source's, a centred disk of radius
+    2R a quarter (the area ratio), a point source outside nothing; a model without spatial part all."""
+    from xgamma.modeling import (
+        DiskSpatialModel,
+        GaussianSpatialModel,
+        PointSpatialModel,
+        PowerLawSpectralModel,
+        SkyModel,
+    )
+
+    energy = MapAxis.from_energy_bounds("1 TeV", "10 TeV", 3)
+    energy_true = MapAxis.from_energy_bounds("1 TeV", "10 TeV", 6, name="energy_true")
+    centre = SkyCoord(83.63, 22.01, unit="deg")
+    dataset = SpectrumDataset.create(RegionGeom.create(CircleSkyRegion(centre, 0.2 * u.deg), axes=[energy]), energy_true)
+    dataset.data["exposure"][:] = 1e15
+    dataset.data["edisp"][:] = np.repeat(np.eye(3), 2, axis=0)  # two true bins into each reco bin
+    dataset.data["mask_safe"][:] = True
+
+    def npred(spatial):
+        dataset.models = [SkyModel(PowerLawSpectralModel(), spatial, name="source")]
+        return dataset.npred_signal_values()
+
+    point = npred(PointSpatialModel(lon_0=centre.ra, lat_0=centre.dec, frame="icrs"))
+    assert point.sum() > 100
+    np.testing.assert_allclose(npred(None), point, rtol=1e-12)
+    gaussian = npred(GaussianSpatialModel(lon_0=centre.ra, lat_0=centre.dec, sigma="0.1 deg", frame="icrs"))
+    np.testing.assert_allclose(gaussian, point * (1 - np.exp(-2.0)), rtol=3e-3)
+    disk = npred(DiskSpatialModel(lon_0=centre.ra, lat_0=centre.dec, r_0="0.4 deg", frame="icrs"))
+    np.testing.assert_allclose(disk, point * (1 - np.cos(np.radians(0.2))) / (1 - np.cos(np.radians(0.4))), rtol=3e-3)
+    outside = npred(PointSpatialModel(lon_0=centre.ra.deg + 1, lat_0=centre.dec.deg, frame="icrs"))
+    np.testing.assert_array_equal(outside, 0.0)

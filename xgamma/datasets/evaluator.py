@@ -5,7 +5,9 @@
 - `MapEvaluator` does this for a `SkyModel` on a `MapDataset`, on a cutout
   around the source (wide enough for the model and the PSF kernel).
 - `SpectrumEvaluator` does it for a 1-D dataset: ``exposure x flux`` folded
-  with the energy-dispersion matrix.
+  with the energy-dispersion matrix, times the fraction of the spatial model
+  (if any) inside the ON region (no PSF: the exposure of a point source
+  carries its containment correction).
 
 Everything works on NumPy arrays pulled out of the dataset once
 (`FitArrays`). The parts that depend only on some parameters are cached:
@@ -36,7 +38,7 @@ import numpy as np
 from scipy.fft import fft, irfft2, next_fast_len, rfft, rfft2
 
 from ..axes import MapAxis
-from ..geom import WcsGeom
+from ..geom import RegionGeom, WcsGeom
 
 __all__ = [
     "CountedBins", "CountedNpred", "FitArrays", "MapEvaluator", "SpectrumEvaluator", "edisp_kernel_from_migra", "psf_kernel",
@@ -86,6 +88,7 @@ class FitArrays:
     migra_edges: np.ndarray | None = None  # set when edisp is per migra bin
     counts_off: np.ndarray | None = None  # On/Off datasets
     alpha: np.ndarray | None = None  # On/Off datasets
+    region: RegionGeom | None = None  # ON region of 1-D datasets (None when the dataset has none)
 
     @property
     def energy_center(self) -> np.ndarray:
@@ -322,18 +325,44 @@ class SpectrumEvaluator:
         self.arrays = arrays
         self._key = None
         self._npred = None
+        self._fraction_key = None
+        self._fraction = 1.0
+        self._region_grid = None
 
     def compute_npred(self) -> np.ndarray:
-        """Predicted counts per reco-energy bin (cached on the spectral parameter values)."""
-        spectral = self.model.spectral_model
-        key = tuple(spectral.parameters.values)
+        """Predicted counts per reco-energy bin (cached on the spectral and spatial parameter values)."""
+        spectral, spatial = self.model.spectral_model, self.model.spatial_model
+        key = (tuple(spectral.parameters.values), None if spatial is None else tuple(spatial.parameters.values))
         if key != self._key:
             a = self.arrays
             flux = spectral.integral_values(a.energy_true_edges[:-1], a.energy_true_edges[1:])
-            npred_true = flux * a.exposure
+            npred_true = flux * a.exposure * self.spatial_fraction()
             self._npred = npred_true @ a.edisp if a.edisp is not None else npred_true
             self._key = key
         return self._npred
+
+    def spatial_fraction(self):
+        """Fraction of the spatial model's flux inside the ON region (1 without a spatial model or region).
+
+        The model is integrated over the pixels of a grid about 400 pixels
+        across the region and summed over the pixels whose centre is inside.
+        A point source gives 1 inside and 0 outside; an energy-dependent
+        template gives one fraction per true-energy bin.
+        """
+        spatial, region = self.model.spatial_model, self.arrays.region
+        if spatial is None or region is None:
+            return 1.0
+        key = tuple(spatial.parameters.values)
+        if key != self._fraction_key:
+            if self._region_grid is None:  # the region never changes: grid and mask made once
+                grid = region.to_wcs_geom()
+                if self.arrays.energy_axis_true is not None:
+                    grid = grid.to_cube([self.arrays.energy_axis_true])
+                self._region_grid = grid, grid.region_mask(list(region.regions)).values
+            grid, inside = self._region_grid
+            self._fraction = (spatial.integrate_geom_values(grid) * inside).sum(axis=(-2, -1))
+            self._fraction_key = key
+        return self._fraction
 
 
 class MapEvaluator:

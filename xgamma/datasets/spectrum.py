@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from regions import PointSkyRegion
 
 from ..axes import MapAxis
 from ..geom import RegionGeom
@@ -182,7 +183,17 @@ class SpectrumDataset(FitMixin, Dataset):
             energy_edges=self.energy_axis.edges.to_value("TeV"),
             energy_true_edges=self.energy_axis_true.edges.to_value("TeV"),
             edisp=None if edisp is None else edisp.transpose("energy_true", "energy").values.astype(float),
+            energy_axis_true=self.energy_axis_true,
+            region=self._on_region_with_area(),
         )
+
+    def _on_region_with_area(self) -> RegionGeom | None:
+        """The ON region, for the spatial models' containment; None for a point region (point-like
+        IRFs with RAD_MAX: the IRF holds the directional cut) or a dataset without region."""
+        if not self.counts.attrs.get("region"):
+            return None
+        geom = self.geom
+        return None if any(isinstance(r, PointSkyRegion) for r in geom.regions) else geom
 
     @property
     def excess(self) -> xr.DataArray:
