@@ -1,4 +1,4 @@
-"""Small helpers shared by the Crab examples (not an example itself).
+"""Small helpers shared by the examples (not an example itself).
 
 Command-line arguments (``--data``, ``--out``), the Crab position and runs,
 the reference numbers of ../shared/reference, a side-by-side print of fitted

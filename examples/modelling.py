@@ -8,20 +8,12 @@ keeps all of it.
     python examples/modelling.py [--data ../shared/data] [--out .]
 """
 
-import argparse
-import os
-from pathlib import Path
-
 import numpy as np
+from _crab import parse, parser
 
 from xgamma.modeling import GaussianPrior, Models, PowerLawSpectralModel, SkyModel
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--data", type=Path, default=Path(os.environ.get("XGAMMA_DATA", DEFAULT_DATA)))
-parser.add_argument("--out", type=Path, default=Path("."))
-args = parser.parse_args()
-args.out.mkdir(parents=True, exist_ok=True)
+args = parse(parser(__doc__))
 
 models = Models.read(args.data / "fermi-3fhl-crab" / "Fermi-LAT-3FHL_models.yaml")
 print(models)

@@ -7,12 +7,9 @@ them into sky models and write and read a Gammapy-format models file.
     python examples/models.py [--data ../shared/data] [--out .]
 """
 
-import argparse
-import os
-from pathlib import Path
-
 import astropy.units as u
 import numpy as np
+from _crab import parse, parser
 from astropy.time import Time
 
 from xgamma.geom import WcsGeom
@@ -30,12 +27,7 @@ from xgamma.modeling import (
     SkyModel,
 )
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--data", type=Path, default=Path(os.environ.get("XGAMMA_DATA", DEFAULT_DATA)))
-parser.add_argument("--out", type=Path, default=Path("."))
-args = parser.parse_args()
-args.out.mkdir(parents=True, exist_ok=True)
+args = parse(parser(__doc__))
 
 # Spectral models: parameters accept numbers (in the declared unit), Quantities and strings
 pwl = PowerLawSpectralModel(index=2.5, amplitude="4e-11 cm-2 s-1 TeV-1", reference="1 TeV")
