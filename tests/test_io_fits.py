@@ -66,3 +66,55 @@ def test_columns_come_out_physical(data_dir):
         np.testing.assert_array_equal(ids, hdul["EVENTS"].data["EVENT_ID"])
     with pytest.raises(DL3FileError, match="no column 'NOPE'"):
         events.column("NOPE")
+
+
+def _tables(path):
+    with fits.open(path, memmap=False) as hdul:
+        return [k for k, hdu in enumerate(hdul) if isinstance(hdu, fits.BinTableHDU)]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        HESS,
+        PROD5,
+        "cta-1dc/data/baseline/gps/gps_baseline_110380.fits",  # TZERO on EVENT_ID
+        "hess-dl3-dr1/obs-index.fits.gz",  # string columns
+        "magic/rad_max/data/20131004_05029747_DL3_CrabNebula-W0.40+035.fits",  # RAD_MAX table
+        "joint-crab/spectra/hess/pha_obs23523.fits",  # OGIP spectrum
+    ],
+)
+def test_fast_table_reading_equals_astropy(data_dir, path):
+    # read_hdus views plain binary tables from the file bytes itself; every
+    # column must come out as astropy's physical values, header and units too
+    from xgamma.io.fits import _open_bytes, _read_tables, _read_with_astropy
+
+    path = str(data_dir / path)
+    indices = _tables(path)
+    raw = _open_bytes(path)
+    fast = _read_tables(raw, indices, path)
+    assert fast is not None, "the fast reader declined a plain table"
+    slow = _read_with_astropy(raw, indices, path)
+    for k in indices:
+        assert fast[k].name == slow[k].name
+        assert fast[k].columns == slow[k].columns
+        assert dict(fast[k].header) == dict(slow[k].header)
+        assert len(fast[k].data) == len(slow[k].data)
+        for column in slow[k].columns:
+            expected, got = slow[k].column(column), fast[k].column(column)
+            assert got.dtype == expected.dtype and got.shape == expected.shape, column
+            np.testing.assert_array_equal(got, expected, err_msg=column)
+
+
+def test_tables_the_fast_reader_declines_still_read(tmp_path):
+    # a variable-length array column (as in OGIP response matrices) goes through astropy
+    cols = [fits.Column("MATRIX", "PE()", array=np.array([np.ones(3), np.ones(1)], dtype=object)),
+            fits.Column("N_GRP", "I", array=[1, 1])]
+    path = tmp_path / "vla.fits"
+    fits.BinTableHDU.from_columns(cols, name="MATRIX").writeto(path)
+    from xgamma.io.fits import _open_bytes, _read_tables
+
+    assert _read_tables(_open_bytes(str(path)), ["MATRIX"], str(path)) is None
+    hdu = read_hdus(path, ["matrix"])["matrix"]
+    assert [len(row) for row in hdu.column("MATRIX")] == [3, 1]
+    np.testing.assert_array_equal(hdu.column("N_GRP"), [1, 1])

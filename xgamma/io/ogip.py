@@ -92,8 +92,7 @@ def _per_channel(hdu: HDUData, key: str, n_channels: int, default: float) -> np.
 
 def _column_attr(hdu: HDUData, column: str, attr: str):
     """Header value of a column attribute such as ``TLMIN`` (None when absent)."""
-    names = [name.upper() for name in hdu.data.names]
-    return hdu.header.get(f"{attr}{names.index(column.upper()) + 1}")
+    return hdu.header.get(f"{attr}{list(hdu.columns).index(column.upper()) + 1}")
 
 
 def _energy_edges_tev(hdu: HDUData, lo: str, hi: str) -> tuple[np.ndarray, np.ndarray]:
