@@ -118,7 +118,9 @@ class _Template:
         for name in self.order:
             if name in self.constants:
                 dims, value, dtype, attrs = self.constants[name]
-                var = xr.DataArray(np.full([sizes[d] for d in dims], value, dtype=dtype), dims=dims, attrs=attrs)
+                # a read-only view of one value: makers build new arrays, so tens of MB are not filled for nothing
+                values = np.broadcast_to(np.array(value, dtype=dtype), [sizes[d] for d in dims])
+                var = xr.DataArray(values, dims=dims, attrs=attrs)
             else:
                 var = data[name].variable
             for dims, header in headers.items():
@@ -292,8 +294,8 @@ def reduce(
     scheduler : str, optional
         Scheduler address, or ``"sync"``/``"threads"`` for local schedulers.
     batch_size : int, optional
-        Observations in flight at once (default: 4 per worker thread, at
-        least 8). Peak memory grows with this, not with the number of runs.
+        Observations in flight at once (default: 8 per worker thread, at
+        least 16). Peak memory grows with this, not with the number of runs.
     tile_size, irf_tile_size : tuple of int
         Largest store tile (Zarr chunk) size ``(ny, nx)`` in pixels on the
         main and IRF grids; tiles are made as equal as possible within it.
@@ -344,7 +346,7 @@ def reduce(
         ) as active:
             get = active if isinstance(active, str) else active.get
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
-            size = batch_size or max(8, 4 * threads)
+            size = batch_size or max(16, 8 * threads)
             batches = [pending[start : start + size] for start in range(0, len(pending), size)]
             _run_batches(batches, wanted, template, makers, cutout_width, stack, get, progress, parts=2 * threads)
             ledgers = stack.ledgers()
