@@ -240,6 +240,13 @@ def test_cutout_is_a_slice_of_the_parent(geom, fx, fy, width):
     px, py = geom.coord_to_pix(position)
     cx, cy = small.coord_to_pix(position)
     np.testing.assert_allclose([cx + slices["x"].start, cy + slices["y"].start], [px, py], atol=1e-6)
+    # its header, read back (the reader reuses the cutout's grid), and parsed afresh by astropy give the same grid
+    header = small.to_header_string()
+    read_back = WcsGeom.from_header(header, npix=small.npix)
+    fresh = WcsGeom.from_header(fits.Header.fromstring(header, sep="\n"), npix=small.npix)
+    for other in (read_back, fresh):
+        np.testing.assert_allclose(other.get_coord()[1], lat, atol=1e-9)
+        np.testing.assert_allclose((other.get_coord()[0] - lon + 180) % 360 - 180, 0, atol=1e-9)
 
 
 def test_cutout_size_clipping_and_errors():

@@ -16,7 +16,9 @@ to ``i + 0.5`` (FITS pixel ``i + 1``). Angles are in degrees, solid angles in sr
 
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 import warnings
 
 import astropy.units as u
@@ -170,11 +172,45 @@ def _grid_cache(text, npix) -> dict:
     return {}
 
 
-@functools.lru_cache(maxsize=256)
+#: (header text, npix) -> image geometry: map attrs repeat the same few headers, parse each once
+_HEADER_GEOMS: collections.OrderedDict = collections.OrderedDict()
+_HEADER_GEOMS_SIZE = 256
+_HEADER_GEOMS_LOCK = threading.Lock()
+
+
 def _image_from_header_string(text, npix):
+    with _HEADER_GEOMS_LOCK:
+        geom = _HEADER_GEOMS.get((text, npix))
+        if geom is not None:
+            _HEADER_GEOMS.move_to_end((text, npix))
+            return geom
     geom = WcsGeom._from_header(text, npix, None)
     geom.to_header_string()  # cached, and inherited by the copies `_with_axes` makes
+    _remember_header(text, npix, geom)
     return geom
+
+
+def _remember_header(text, npix, image):
+    """Let `WcsGeom.from_header` of ``text`` return ``image`` without parsing (cutouts know their grid)."""
+    with _HEADER_GEOMS_LOCK:
+        _HEADER_GEOMS[(text, npix)] = image
+        _HEADER_GEOMS.move_to_end((text, npix))
+        while len(_HEADER_GEOMS) > _HEADER_GEOMS_SIZE:
+            _HEADER_GEOMS.popitem(last=False)
+
+
+def _edit_cards(text: str, values: dict) -> str:
+    """Header text (cards joined by newlines) with the cards of ``values`` replaced (appended when absent)."""
+    lines = text.split("\n")
+    where = {line[:8].rstrip(): k for k, line in enumerate(lines)}
+    for key, value in values.items():
+        if key in where:
+            card = fits.Card.fromstring(lines[where[key]])  # keeps its comment
+            card.value = value
+            lines[where[key]] = str(card).rstrip()
+        else:
+            lines.append(str(fits.Card(key, value)).rstrip())
+    return "\n".join(lines)
 
 
 class WcsGeom:
@@ -606,11 +642,11 @@ class WcsGeom:
             for ax in self._axes
         ]
         geom = WcsGeom(wcs, npix, axes)
-        # the child's header differs from ours only by CRPIX and NAXIS: edit, don't rebuild
-        header = _read_header(self.to_header_string())
-        header["NAXIS1"], header["NAXIS2"] = npix
-        header["CRPIX1"], header["CRPIX2"] = (float(v) for v in wcs.wcs.crpix)
-        geom._header_string = "\n".join(str(card).rstrip() for card in header.cards)
+        geom._header_string = _edit_cards(self.to_header_string(), {
+            "NAXIS1": npix[0], "NAXIS2": npix[1], "CRPIX1": float(wcs.wcs.crpix[0]), "CRPIX2": float(wcs.wcs.crpix[1]),
+        })
+        # maps cut out on this grid name it by that header: reading them back needs no WCS parsing
+        _remember_header(geom._header_string, tuple(int(n) for n in npix), geom.to_image())
         return geom
 
     def to_image(self) -> "WcsGeom":

@@ -55,6 +55,12 @@ def _grid_geom(var: xr.DataArray, dims) -> WcsGeom:
     return WcsGeom.from_header(var.attrs["wcs"], npix=(var.sizes[dims[1]], var.sizes[dims[0]]))
 
 
+def _is_constant(values: np.ndarray) -> bool:
+    if values.flat[0] == 0:  # a fresh template: counting is faster than comparing to a value
+        return np.count_nonzero(values) == 0
+    return bool(np.all(values == values.flat[0]))
+
+
 class _Template:
     """The target of a reduction in a form that is cheap to send to every task and to cut.
 
@@ -77,7 +83,7 @@ class _Template:
         self.constants = {}
         for name, var in data.data_vars.items():
             values = var.data
-            if isinstance(values, np.ndarray) and values.size and np.all(values == values.flat[0]):
+            if isinstance(values, np.ndarray) and values.size and _is_constant(values):
                 self.constants[name] = (var.dims, values.flat[0], var.dtype, dict(var.attrs))
         self.data = data.drop_vars(list(self.constants))
         #: spatial dims -> `WcsGeom` of that sky grid
