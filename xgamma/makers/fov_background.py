@@ -91,7 +91,7 @@ class FoVBackgroundMaker:
         mask = self.make_mask(dataset).values
         counts = dataset.data["counts"].values
         background = dataset.data["background"].values
-        n, b = counts[mask].sum(), background[mask].sum()
+        n, b = np.sum(counts, where=mask), np.sum(background, where=mask)
         if n <= 0 or b <= 0:
             warnings.warn(
                 f"FoVBackgroundMaker: dataset {dataset.name!r} has {n:g} counts and {b:g} background outside "
@@ -106,8 +106,9 @@ class FoVBackgroundMaker:
             norm, tilt = _fit_norm_tilt(counts[mask], background[mask], factor, norm)
         out = dataset.copy(deep=False)  # only the background is replaced
         scale = norm * dataset.energy_axis.center.to_value("TeV")[:, None, None] ** -tilt
-        out.data["background"] = dataset.data["background"] * xr.DataArray(scale[:, 0, 0], dims="energy")
-        out.data["background"].attrs = dict(dataset.data["background"].attrs)
+        stored = dataset.data["background"]
+        per_energy = scale[:, 0, 0].reshape([-1 if d == "energy" else 1 for d in stored.dims])
+        out.data["background"] = stored.copy(data=stored.values * per_energy)
         out.data.attrs["fov_background_norm"] = float(norm)
         if self.method == "fit" and self.fit_tilt:
             out.data.attrs["fov_background_tilt"] = float(tilt)

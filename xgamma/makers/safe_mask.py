@@ -335,13 +335,15 @@ class SafeMaskMaker:
         """
         methods = self._methods()
         template = dataset.data["mask_safe"] if "mask_safe" in dataset.data else dataset.data["counts"]
-        mask = xr.ones_like(template, dtype=bool)
+        # combined in NumPy (parts matched to the template by dim name): xarray's per-operation cost dominates here
+        mask = np.ones(template.shape, dtype=bool)
         stored_background = _var(dataset, "background")
         if stored_background is not None and bool(np.any(stored_background.values)):
-            mask = mask & (np.isfinite(stored_background) & (stored_background > 0))
+            background = _on_dims_of(stored_background, template)
+            mask &= np.isfinite(background) & (background > 0)
         acceptance_off = _var(dataset, "acceptance_off")
         if acceptance_off is not None:
-            mask = mask & (acceptance_off > 0)
+            mask &= _on_dims_of(acceptance_off, template) > 0
         makers = {
             "offset-max": lambda: self.make_mask_offset_max(dataset, observation),
             "aeff-default": lambda: self.make_mask_energy_aeff_default(dataset, observation),
@@ -350,14 +352,29 @@ class SafeMaskMaker:
             "bkg-peak": lambda: self.make_mask_energy_bkg_peak(dataset),
         }
         for method in methods:
-            part = makers[method]()
-            part = part.drop_vars([c for c in part.coords if c not in part.dims], errors="ignore")
-            mask = mask & part
-        mask = mask.transpose(*template.dims)
+            mask &= _on_dims_of(makers[method](), template)
         data = dataset.data.copy()
-        data["mask_safe"] = template.copy(data=np.asarray(mask.values, dtype=bool))
+        data["mask_safe"] = template.copy(data=mask)
         data["mask_safe"].attrs = dict(template.attrs, units="")
         return type(dataset)(data)
+
+
+def _on_dims_of(part: xr.DataArray, template: xr.DataArray) -> np.ndarray:
+    """Values of ``part`` ordered and shaped to broadcast against ``template`` (dims matched by name).
+
+    Raises
+    ------
+    ValueError
+        If ``part`` has a dim the template lacks, or another size on a shared dim.
+    """
+    extra = [d for d in part.dims if d not in template.dims]
+    if extra:
+        raise ValueError(f"safe mask part has dims {extra} that mask_safe {template.dims} lacks")
+    values = part.transpose(*[d for d in template.dims if d in part.dims]).values
+    shape = [template.sizes[d] if d in part.dims else 1 for d in template.dims]
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"safe mask part of sizes {dict(part.sizes)} does not match mask_safe {dict(template.sizes)}")
+    return values.reshape(shape)
 
 
 def _energy_axis(dataset) -> MapAxis:
