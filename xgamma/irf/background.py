@@ -140,16 +140,76 @@ def power_law_segments_from_log(x, log_y, log_floor=-np.inf):
         segments *= log_ratio
         small = np.abs(d) < _SERIES_BELOW
         if small.any():
-            ds = d[small]
             start = np.broadcast_to(xy[..., :-1] * log_ratio, d.shape)[small]
-            segments[small] = start * (1 + ds / 2 * (1 + ds / 3 * (1 + ds / 4)))
+            segments[small] = _series_segment(start, d[small])
         # a segment with an end at 0 is no power law: trapezoid rule
         end_at_zero = zero[..., :-1] | zero[..., 1:]
         if end_at_zero.any():
             x0, x1 = (np.broadcast_to(v, d.shape)[end_at_zero] for v in (x[..., :-1], x[..., 1:]))
             y0, y1 = (np.broadcast_to(v, d.shape)[end_at_zero] for v in (xy[..., :-1], xy[..., 1:]))
-            segments[end_at_zero] = 0.5 * (x1 - x0) * (y0 / x0 + y1 / x1)
+            segments[end_at_zero] = _trapezoid_segment(x0, x1, y0, y1)
     return segments
+
+
+def power_law_segments_by_row(x, log_y, log_floor=-np.inf):
+    """`power_law_segments_from_log` with the samples along the first axis: ``log_y[i]`` at ``x[i]``.
+
+    Same numbers, computed one pair of rows at a time: for many points
+    (``log_y`` of shape ``(n, npoint)``, ``npoint`` large) the rows stay in
+    the CPU cache, which makes it about twice as fast as whole-array passes.
+
+    Parameters
+    ----------
+    x : `numpy.ndarray`
+        The ``n`` sample positions, 1-D, > 0.
+    log_y : `numpy.ndarray`
+        Shape ``(n, npoint)``.
+    log_floor : float
+        ``y`` is 0 at or below this log value.
+
+    Returns
+    -------
+    `numpy.ndarray`
+        Shape ``(n - 1, npoint)``.
+    """
+    x = np.asarray(x, dtype=float)
+    log_x = np.log(x)
+    log_ratio = np.log(x[1:] / x[:-1])
+    segments = np.empty((x.size - 1,) + log_y.shape[1:])
+    previous = None
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i in range(x.size):
+            log_xy = log_y[i] + log_x[i]
+            xy = np.exp(log_xy)
+            zero = log_y[i] <= log_floor  # NaN stays NaN below
+            has_zero = bool(zero.any())
+            if has_zero:
+                xy[zero] = 0.0
+            if previous is not None:
+                previous_log_xy, previous_xy, previous_zero, previous_has_zero = previous
+                segment = segments[i - 1]
+                d = np.subtract(log_xy, previous_log_xy, out=previous_log_xy)  # that row is done with
+                np.subtract(xy, previous_xy, out=segment)
+                segment /= d
+                segment *= log_ratio[i - 1]
+                small = np.flatnonzero(np.abs(d) < _SERIES_BELOW)
+                if small.size:
+                    segment[small] = _series_segment(previous_xy[small] * log_ratio[i - 1], d[small])
+                if has_zero or previous_has_zero:  # a segment with an end at 0 is no power law
+                    ends = np.flatnonzero(zero | previous_zero)
+                    segment[ends] = _trapezoid_segment(x[i - 1], x[i], previous_xy[ends], xy[ends])
+            previous = log_xy, xy, zero, has_zero
+    return segments
+
+
+def _series_segment(start, d):
+    """Power-law segment from ``start = x0 y0 ln(x1 / x0)`` for small ``d`` (see `power_law_segments_from_log`)."""
+    return start * (1 + d / 2 * (1 + d / 3 * (1 + d / 4)))
+
+
+def _trapezoid_segment(x0, x1, xy0, xy1):
+    """Trapezoid rule for a segment with an end at 0, from ``x y`` at both ends."""
+    return 0.5 * (x1 - x0) * (xy0 / x0 + xy1 / x1)
 
 
 #: Below this ``|d|`` (see `power_law_segments_from_log`) the segment integral uses a

@@ -26,6 +26,8 @@ nodes stay finite; results at or below that floor are returned as 0).
 
 from __future__ import annotations
 
+import functools
+
 import astropy.units as u
 import numpy as np
 import xarray as xr
@@ -76,7 +78,12 @@ def parse_unit(text, default="") -> u.Unit:
     ValueError
         If no format can parse ``text``.
     """
-    text = (text or "").strip() or default
+    return _parse_unit((text or "").strip() or default)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_unit(text) -> u.Unit:
+    """`parse_unit` of a non-empty string; cached, as parsing is slow and units are immutable."""
     for fmt in (None, "ogip", "cds", "fits"):
         try:
             return u.Unit(text) if fmt is None else u.Unit(text, format=fmt)
@@ -105,12 +112,14 @@ class _AxisGrid:
         self.log = axis.interp == "log"
         centers = axis.center.value * factor
         self.nodes = np.log(centers) if self.log else centers
+        self.spacing = np.diff(self.nodes)
         self.lo = axis.edges_min.value[0] * factor
         self.hi = axis.edges_max.value[-1] * factor
         self.clamp = clamp
 
     def weights(self, x):
-        """Lower node index, weight of the upper node, and outside mask."""
+        """Lower node index, weight of the upper node (NaN for NaN ``x``), and outside mask."""
+        x = np.asarray(x, dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             scaled = np.log(x) if self.log else x
             tol = _REL_TOL * max(abs(self.lo), abs(self.hi), 1e-12)
@@ -118,10 +127,10 @@ class _AxisGrid:
         n = self.nodes.size
         if n == 1:
             return np.zeros(x.shape, dtype=int), np.zeros(x.shape), outside
-        clipped = np.clip(scaled, self.nodes[0], self.nodes[-1])
+        clipped = np.clip(scaled, self.nodes[0], self.nodes[-1])  # NaN stays NaN, so its weight is NaN
         idx = np.clip(np.searchsorted(self.nodes, clipped, side="right") - 1, 0, n - 2)
-        weight = (clipped - self.nodes[idx]) / (self.nodes[idx + 1] - self.nodes[idx])
-        return idx, np.where(np.isnan(x), np.nan, weight), outside
+        weight = (clipped - self.nodes[idx]) / self.spacing[idx]
+        return idx, weight, outside
 
 
 def _corners(grids, coords):
@@ -180,23 +189,28 @@ def interpolation_matrix(grids, coords):
     shape = np.shape(coords[0])
     sizes = [grid.nodes.size for grid in grids]
     strides = [int(np.prod(sizes[k + 1 :])) for k in range(len(sizes))]  # C order
+    n_columns = int(np.prod(sizes))
+    index_type = np.int32 if n_columns < 2**31 else np.int64  # scipy's own choice: no conversion copy
     outside = np.zeros(shape, dtype=bool)
-    columns, weights = 0, [np.ones(shape)]
+    columns, weights = np.zeros(shape, dtype=index_type), []
     corner_offsets = [0]
     for grid, c, stride in zip(grids, coords, strides):
         idx, w, out = grid.weights(c)
         if not grid.clamp:
             outside |= out
-        columns = columns + idx * stride
+        columns += (idx * stride).astype(index_type, copy=False)
         if grid.nodes.size > 1:  # lower and upper node
             corner_offsets = [o + upper * stride for o in corner_offsets for upper in (0, 1)]
-            weights = [x for weight in weights for x in (weight * (1.0 - w), weight * w)]
-    data = np.stack([np.ravel(w) for w in weights], axis=-1)
-    data[outside.ravel()] = 0.0
-    index = np.ravel(columns)[:, None] + np.array(corner_offsets)[None, :]
-    n_points, n_corners = data.shape
-    indptr = np.arange(0, n_corners * n_points + 1, n_corners)
-    matrix = scipy.sparse.csr_matrix((data.ravel(), index.ravel(), indptr), shape=(n_points, int(np.prod(sizes))))
+            weights = [x for weight in weights or [1.0] for x in (weight * (1.0 - w), weight * w)]
+    n_points, n_corners = columns.size, len(weights) or 1
+    data = np.empty((n_points, n_corners))
+    for k, w in enumerate(weights or [1.0]):
+        data[:, k] = np.ravel(w)
+    if outside.any():
+        data[outside.ravel()] = 0.0
+    index = np.ravel(columns)[:, None] + np.array(corner_offsets, dtype=index_type)[None, :]
+    indptr = np.arange(0, n_corners * n_points + 1, n_corners, dtype=index_type)
+    matrix = scipy.sparse.csr_matrix((data.ravel(), index.ravel(), indptr), shape=(n_points, n_columns))
     return matrix, outside
 
 
@@ -283,6 +297,43 @@ def interpolate(grids, values, coords, values_scale="lin", fill_value=0.0):
     return np.where(outside, fill_value, result)
 
 
+def interpolate_along(grids, values, coords, values_scale="lin"):
+    """`interpolate` along some axes of the table only, on its own nodes along the others.
+
+    On a node the interpolant is the table value itself, so this equals
+    `interpolate` on the outer product of ``coords`` and the other axes'
+    nodes (for finite values), without the work on those axes.
+
+    Parameters
+    ----------
+    grids : list of `_AxisGrid`
+        One per axis of ``values``.
+    values : `numpy.ndarray`
+        The table.
+    coords : dict
+        Axis index -> 1-D coordinates (plain, canonical units).
+
+    Returns
+    -------
+    `numpy.ndarray`
+        ``values`` with each axis in ``coords`` replaced by its coordinates;
+        0 beyond the table along non-clamped axes.
+    """
+    table = np.log(np.clip(values, _TINY, None)) if values_scale == "log" else np.asarray(values)
+    outside = np.zeros([1] * table.ndim, dtype=bool)
+    for k, c in sorted(coords.items()):  # same order (and so rounding) as `_interpolate_outer`
+        c = np.asarray(c, dtype=float).reshape(-1)
+        matrix, out = interpolation_matrix([grids[k]], [c])
+        moved = np.moveaxis(table, k, 0)
+        flat = matrix @ moved.reshape(moved.shape[0], -1)
+        table = np.moveaxis(flat.reshape((c.size,) + moved.shape[1:]), 0, k)
+        if not grids[k].clamp:
+            outside = outside | out.reshape([-1 if j == k else 1 for j in range(table.ndim)])
+    if values_scale == "log":
+        table = exp_above_floor(table)
+    return np.where(outside, 0.0, table)
+
+
 #: Log of the smallest log-interpolated value kept: at or below it the value is 0
 #: (empty table nodes are clipped to float32 ``tiny`` so that their log is finite).
 LOG_FLOOR = float(np.log(2 * _TINY))
@@ -338,13 +389,16 @@ class IRF:
         for name in self.axis_names:
             if name not in data.coords:
                 raise ValueError(f"{type(self).__name__}: dimension {name!r} has no coordinate")
-        data = data.transpose(*self.axis_names, *self.extra_dims).copy(deep=False)
+        order = (*self.axis_names, *self.extra_dims)
+        data = (data if data.dims == order else data.transpose(*order)).copy(deep=False)
         data.attrs = dict(data.attrs)
         if "units" not in data.attrs:
             data.attrs["units"] = self.default_unit
         data.attrs.setdefault("hdu_class", self.tag)
         self._data = data
+        # derived from the axes only, which are fixed at construction (the table values are not cached)
         self._grids = None
+        self._axes = None
 
     # ---- reading --------------------------------------------------------
     @classmethod
@@ -389,8 +443,10 @@ class IRF:
         coords = {}
         for axis in axes.values():
             coords.update(axis.to_coords())
-        data = xr.DataArray(values, dims=[cls.gadf_axes[d] for d in dims], coords=coords)
-        data = data.transpose(*cls.axis_names)
+        # transpose the array (a view), not the DataArray: one xarray object fewer to build
+        file_dims = [cls.gadf_axes[d] for d in dims]
+        values = np.transpose(values, [file_dims.index(name) for name in cls.axis_names])
+        data = xr.DataArray(values, dims=cls.axis_names, coords=coords)
         try:
             data.attrs["units"] = unit_string(parse_unit(unit, default_unit))
         except ValueError as err:
@@ -434,7 +490,9 @@ class IRF:
     @property
     def axes(self) -> dict:
         """Dict of `MapAxis` by dimension name, in canonical order."""
-        return {name: MapAxis.from_coords(self._data, name) for name in self.axis_names}
+        if self._axes is None:  # rebuilding them from the coordinates is slow and the makers ask often
+            self._axes = {name: MapAxis.from_coords(self._data, name) for name in self.axis_names}
+        return dict(self._axes)
 
     @property
     def unit(self) -> u.Unit:
@@ -495,6 +553,16 @@ class IRF:
 
     def _values_factor(self) -> float:
         return parse_unit(self._data.attrs.get("units", "")).to(self.unit)
+
+    def _table_along(self, **coords):
+        """The table in `unit`, interpolated at ``coords`` along the axes named there, on its nodes along the others.
+
+        ``coords`` are 1-D plain arrays in canonical units; axes keep the
+        `axis_names` order (see `interpolate_along`).
+        """
+        along = {self.axis_names.index(name): c for name, c in coords.items()}
+        values = interpolate_along(self._grid(), self._data.values, along, values_scale=self.values_scale)
+        return values * self._values_factor()
 
     def _evaluate(self, coords):
         """Interpolated values in `output_unit` as plain floats."""

@@ -32,8 +32,8 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
 
-from ..irf.background import power_law_segments_from_log
-from ..irf.core import CANONICAL_AXIS_UNITS, LOG_FLOOR, _AxisGrid, interpolate, interpolate_scaled
+from ..irf.background import power_law_segments_by_row
+from ..irf.core import CANONICAL_AXIS_UNITS, LOG_FLOOR, interpolate, interpolate_scaled
 from ..units import to_value
 
 __all__ = [
@@ -94,13 +94,19 @@ def _offset_lonlat(lon, lat, lon0, lat0):
     grows with ``lon``, latitude with ``lat``. Arrays broadcast.
     """
     lon, lat, lon0, lat0 = (np.radians(np.asarray(v, dtype=float)) for v in (lon, lat, lon0, lat0))
+    # trigonometric functions dominate the cost: each is taken once
     dlon = lon - lon0
-    x = np.cos(lat) * np.cos(dlon)
-    y = np.cos(lat) * np.sin(dlon)
-    z = np.sin(lat)
-    xr_ = x * np.cos(lat0) + z * np.sin(lat0)
-    zr = -x * np.sin(lat0) + z * np.cos(lat0)
-    return np.degrees(np.arctan2(y, xr_)), np.degrees(np.arcsin(np.clip(zr, -1.0, 1.0)))
+    cos_lat, sin_lat = np.cos(lat), np.sin(lat)
+    x = cos_lat * np.cos(dlon)
+    y = cos_lat * np.sin(dlon)
+    cos_lat0, sin_lat0 = np.cos(lat0), np.sin(lat0)
+    x_rot = x * cos_lat0 + sin_lat * sin_lat0
+    z_rot = sin_lat * cos_lat0 - x * sin_lat0
+    if np.all(x_rot > 0):  # within 90 deg of the origin: arctan is 3x cheaper than arctan2
+        fov_lon = np.arctan(y / x_rot)
+    else:
+        fov_lon = np.arctan2(y, x_rot)
+    return np.degrees(fov_lon), np.degrees(np.arcsin(np.clip(z_rot, -1.0, 1.0)))
 
 
 def fov_coordinates(coords: SkyCoord, pointing: SkyCoord, alignment="RADEC", obstime=None, location=None):
@@ -224,30 +230,38 @@ def integrate_background(bkg, energy_edges, method="edges", **coords) -> np.ndar
     """
     edges = np.asarray(to_value(energy_edges, "TeV", "energy_edges"), dtype=float)
     if method == "edges":
-        samples, segment_to_bin = edges, np.eye(edges.size - 1)
+        samples, segment_to_bin = edges, None  # the segments are the bins
     elif method == "exact":
         samples, segment_to_bin = _energy_segments(bkg.axes["energy"], edges)
     else:
         raise ValueError(f"background energy integration method must be 'edges' or 'exact', got {method!r}")
-    log_rate = _log_on_nodes(bkg, coords, energy=samples)  # S + (nsample,), log(s-1 TeV-1 sr-1)
-    per_point = log_rate.reshape(-1, samples.size)
-    rate = np.empty((per_point.shape[0], edges.size - 1))
-    for start in range(0, per_point.shape[0], _POINTS_PER_BLOCK):  # blocks keep the temporaries in cache
-        block = slice(start, start + _POINTS_PER_BLOCK)
-        rate[block] = power_law_segments_from_log(samples, per_point[block], LOG_FLOOR) @ segment_to_bin
-    return rate.T.reshape((edges.size - 1,) + log_rate.shape[:-1])
+    log_rate, shape = _log_rate_by_sample(bkg, coords, samples)  # (nsample, npoint), log(s-1 TeV-1 sr-1)
+    segments = power_law_segments_by_row(samples, log_rate, LOG_FLOOR)
+    if segment_to_bin is not None:  # sum the segments of each bin (plain sums: BLAS threads cost more here)
+        segments = np.stack([segments[in_bin].sum(axis=0) for in_bin in segment_to_bin.T])
+    return segments.reshape((edges.size - 1,) + shape)
 
 
-#: Points per block in `integrate_background` (about 0.2 MB of samples: faster than all at once).
-_POINTS_PER_BLOCK = 1024
+def _log_rate_by_sample(bkg, coords, samples):
+    """Log of the background rate at the points ``coords`` for each energy sample, one row per sample.
+
+    Returns the log rate, shape ``(nsample, npoint)`` (-inf outside the
+    table), and the broadcast shape ``S`` of the points. The rows are what
+    `power_law_segments_by_row` works on.
+    """
+    grids, table, points = _tabulate(bkg, coords, {"energy": samples})
+    log_values, outside = interpolate_scaled(grids, table, points, values_scale="log")  # S + (nsample,)
+    log_rate = np.ascontiguousarray(log_values.reshape(-1, samples.size).T)
+    log_rate[:, outside.reshape(-1)] = -np.inf
+    return log_rate, outside.shape
 
 
 def _energy_segments(axis, edges):
     """Energy samples (TeV) for an integral exact for the interpolant, and the segment -> bin matrix.
 
     Samples are the bin edges and the table's nodes and outer edges inside
-    them; ``segment_to_bin[i, j]`` is 1 when segment ``i`` lies in bin ``j``
-    and inside the table (the rate is 0 beyond it), else 0.
+    them; ``segment_to_bin[i, j]`` is True when segment ``i`` lies in bin
+    ``j`` and inside the table (the rate is 0 beyond it).
     """
     e_lo, e_hi = axis.edges_min.to_value("TeV")[0], axis.edges_max.to_value("TeV")[-1]
     table = np.concatenate([axis.center.to_value("TeV"), [e_lo, e_hi]])
@@ -257,7 +271,7 @@ def _energy_segments(axis, edges):
     in_table = (seg_mid > e_lo) & (seg_mid < e_hi)
     which = np.searchsorted(edges, seg_mid, side="right") - 1  # bin of each segment
     segment_to_bin = (which[:, None] == np.arange(edges.size - 1)[None, :]) & in_table[:, None]
-    return samples, segment_to_bin.astype(float)
+    return samples, segment_to_bin
 
 
 def _tabulate(irf, coords, fixed):
@@ -265,54 +279,29 @@ def _tabulate(irf, coords, fixed):
 
     Returns the interpolation grids of the spatial axes, the table (spatial
     nodes..., fixed values...) in the IRF's output unit, and the points
-    (plain arrays in canonical units) to interpolate it at.
+    (plain arrays in canonical units) to interpolate it at. Because the
+    IRF's interpolant is multilinear, interpolating this table to the points
+    with the IRF's own rule equals evaluating the IRF at every point, at a
+    fraction of the cost.
     """
     spatial = list(coords)
-    axes = irf.axes
-    nodes = {name: axes[name].center.to(CANONICAL_AXIS_UNITS[name]).value for name in spatial}
-    grid_args = {}
-    ndim = len(spatial) + len(fixed)
-    for k, (name, values) in enumerate(list(nodes.items()) + list(fixed.items())):
-        shape = [1] * ndim
-        shape[k] = np.size(values)
-        grid_args[name] = np.reshape(values, shape)
-    table = irf.evaluate(**grid_args).to_value(irf.unit)  # (nodes..., fixed...)
-    grids = [_AxisGrid(axes[name], name in irf.clamp_axes) for name in spatial]
+    table = _table(irf, spatial + list(fixed), fixed)  # (nodes..., fixed...)
+    grids = [irf._grid()[irf.axis_names.index(name)] for name in spatial]
     points = [np.asarray(to_value(coords[name], CANONICAL_AXIS_UNITS[name], name), dtype=float) for name in spatial]
     return grids, table, points
 
 
-def _with_fixed_shape(values, fixed):
-    """Reshape ``S + (n_fixed_1 * n_fixed_2 ...)`` trailing values to ``S + fixed shapes``."""
-    fixed_shapes = [np.shape(v) for v in fixed.values()]
-    n_flat = values.ndim - len(fixed)
-    return values.reshape(values.shape[:n_flat] + tuple(s for shp in fixed_shapes for s in shp))
+def _table(irf, order, fixed):
+    """The IRF at every combination of the ``fixed`` values and the nodes of its other axes, axes in ``order``.
 
-
-def _on_nodes(irf, coords, values_scale="lin", **fixed):
-    """Evaluate ``irf`` at the spatial ``coords`` for every combination of the ``fixed`` values.
-
-    The IRF is evaluated once on its own spatial table nodes (the axes named in
-    ``coords``) for all ``fixed`` values, then interpolated to ``coords`` with
-    the IRF's own rule (multilinear, ``values_scale``). Because the IRF's
-    interpolant is multilinear, this equals evaluating it directly at every
-    point, at a fraction of the cost.
-
-    Returns
-    -------
-    `numpy.ndarray`
-        Shape ``S + F``: broadcast shape of ``coords``, then the ``fixed`` arrays' shapes.
+    Interpolated along the fixed axes only: on a node the interpolant is the
+    table value itself. Axes named in neither (single-bin axes) are dropped.
     """
-    grids, table, points = _tabulate(irf, coords, fixed)
-    return _with_fixed_shape(interpolate(grids, table, points, values_scale=values_scale), fixed)
-
-
-def _log_on_nodes(irf, coords, **fixed):
-    """As `_on_nodes` for a log-interpolated IRF, returning the log of the values (-inf outside the table)."""
-    grids, table, points = _tabulate(irf, coords, fixed)
-    log_values, outside = interpolate_scaled(grids, table, points, values_scale="log")
-    log_values = np.where(outside.reshape(outside.shape + (1,) * (log_values.ndim - outside.ndim)), -np.inf, log_values)
-    return _with_fixed_shape(log_values, fixed)
+    names = irf.axis_names
+    table = irf._table_along(**{name: np.ravel(values) for name, values in fixed.items()})
+    index = [names.index(name) for name in order]
+    rest = [k for k in range(len(names)) if k not in index]
+    return np.transpose(table, index + rest).reshape([table.shape[k] for k in index])
 
 
 def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rotation_step="1 deg",
@@ -356,20 +345,25 @@ def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rot
     image = geom.to_image()
     fine = image.upsample(factor) if factor > 1 else image
     lon, lat = fine.get_coord()
-    sky = SkyCoord(lon, lat, unit="deg", frame=fine.frame)
     if "offset" in bkg.axis_names:
-        rate = integrate_background(bkg, edges, energy_integration, offset=sky.separation(pointing).deg)
+        rate = integrate_background(bkg, edges, energy_integration, offset=_offset(fine, pointing))
     elif bkg.fov_alignment == "RADEC":
-        fov_lon, fov_lat = fov_coordinates(sky, pointing, "RADEC")
+        if fine.frame == "icrs":  # the pixel coordinates are RA, Dec already
+            p = pointing.icrs
+            fov_lon, fov_lat = _offset_lonlat(lon, lat, p.ra.deg, p.dec.deg)
+        else:
+            fov_lon, fov_lat = fov_coordinates(SkyCoord(lon, lat, unit="deg", frame=fine.frame), pointing, "RADEC")
         rate = integrate_background(bkg, edges, energy_integration, fov_lon=fov_lon, fov_lat=fov_lat)
     else:
+        sky = SkyCoord(lon, lat, unit="deg", frame=fine.frame)
         if gti is None or location is None:
             raise ValueError("an ALTAZ-aligned BKG_3D needs the GTI and the observatory location")
         times, weights = altaz_time_steps(gti, pointing, location, rotation_step)
         fov_lon, fov_lat = fov_coordinates(sky, pointing, "ALTAZ", obstime=times, location=location)
         rate = integrate_background(bkg, edges, energy_integration, fov_lon=fov_lon, fov_lat=fov_lat)  # (E, t, y, x)
         rate = np.tensordot(weights / weights.sum(), rate, axes=([0], [1]))
-    counts = rate * fine.solid_angle().values * to_value(ontime, "s", "ontime")
+    counts = rate  # a fresh array: scaled in place
+    counts *= fine.solid_angle().values * to_value(ontime, "s", "ontime")
     if factor > 1:
         ne, ny, nx = counts.shape
         counts = counts.reshape(ne, ny // factor, factor, nx // factor, factor).sum(axis=(2, 4))
@@ -379,6 +373,28 @@ def make_background(bkg, geom, pointing, ontime, *, gti=None, location=None, rot
 # ---- exposure and reduced IRFs ---------------------------------------------------
 def _offset(geom, pointing) -> np.ndarray:
     return geom.separation(pointing).values
+
+
+def _interpolate_offset(irf, table, offset):
+    """Interpolate ``table`` (..., noffset), on the IRF's offset nodes, linearly to the pixel ``offset`` (shape S).
+
+    Returns shape ``(...) + S``, the makers' order: gathering the two nodes
+    of every pixel from each row of the small table writes it directly, with
+    the same products and sums as `interpolate` (0 beyond the offset range).
+    """
+    grid = irf._grid()[irf.axis_names.index("offset")]
+    offset = np.asarray(offset, dtype=float)
+    idx, weight, outside = grid.weights(offset.reshape(-1))
+    rows = table.reshape(-1, grid.nodes.size)
+    values = rows.take(idx, axis=1)  # (rows, pixels); a single node: its value everywhere
+    if grid.nodes.size > 1:
+        values *= 1.0 - weight
+        upper = rows.take(idx + 1, axis=1)
+        upper *= weight
+        values += upper
+    if not grid.clamp and outside.any():
+        values[:, outside] = 0.0
+    return values.reshape(table.shape[:-1] + offset.shape)
 
 
 def make_exposure(aeff, geom, pointing, livetime, energy_axis_true) -> np.ndarray:
@@ -403,8 +419,15 @@ def make_exposure(aeff, geom, pointing, livetime, energy_axis_true) -> np.ndarra
         Shape ``(energy_true, y, x)``, in cm2 s.
     """
     energy = energy_axis_true.center.to_value("TeV")
-    area = _on_nodes(aeff, {"offset": _offset(geom, pointing)}, energy_true=energy)  # (y, x, energy_true)
-    return np.moveaxis(area, -1, 0) * to_value(livetime, "s", "livetime")
+    table = _on_offset_nodes(aeff, energy_true=energy)  # (energy_true, offset nodes)
+    exposure = _interpolate_offset(aeff, table, _offset(geom, pointing))
+    exposure *= to_value(livetime, "s", "livetime")
+    return exposure
+
+
+def _on_offset_nodes(irf, **fixed):
+    """The IRF on its offset nodes at every combination of the 1-D ``fixed`` values: shape ``(nfixed..., noffset)``."""
+    return _table(irf, list(fixed) + ["offset"], fixed)
 
 
 def make_psf(psf, geom, pointing, energy_axis_true, rad_axis) -> np.ndarray:
@@ -421,20 +444,19 @@ def make_psf(psf, geom, pointing, energy_axis_true, rad_axis) -> np.ndarray:
         offset = _offset(geom, pointing)[None, None]
         return psf.evaluate(energy_true=energy[:, None, None, None], offset=offset,
                             rad=rad[None, :, None, None]).to_value("sr-1")
-    values = _on_nodes(psf, {"offset": _offset(geom, pointing)}, energy_true=energy, rad=rad)  # (y, x, e, rad)
-    return np.moveaxis(values, (2, 3), (0, 1))
+    table = _on_offset_nodes(psf, energy_true=energy, rad=rad)  # (energy_true, rad, offset nodes)
+    return _interpolate_offset(psf, table, _offset(geom, pointing))
 
 
-def _migra_cdf(edisp, energy_true, offset):
-    """Cumulative migration probability at the migra edges, shape ``(ntrue, noffset, nmigra + 1)``."""
+def _migra_cdf(edisp, energy_true):
+    """Cumulative migration probability at the migra edges and offset nodes, shape ``(ntrue, noffset, nmigra + 1)``."""
     migra = edisp.axes["migra"]
     if migra.is_nodes or not migra.is_contiguous:
         raise ValueError("the energy-dispersion kernel needs a contiguous, binned migra axis")
-    pdf = edisp.evaluate(
-        energy_true=energy_true[:, None, None], migra=migra.center.value[None, None, :], offset=offset[None, :, None]
-    ).value
-    cdf = np.cumsum(pdf * migra.bin_width.value, axis=-1)
-    return migra.edges.value, np.concatenate([np.zeros(cdf.shape[:-1] + (1,)), cdf], axis=-1)
+    pdf = _table(edisp, ["energy_true", "offset", "migra"], {"energy_true": energy_true})
+    cdf = np.zeros(pdf.shape[:-1] + (pdf.shape[-1] + 1,))
+    np.cumsum(pdf * migra.bin_width.value, axis=-1, out=cdf[..., 1:])
+    return migra.edges.value, cdf
 
 
 def make_edisp_kernel(edisp, geom, pointing, energy_axis_true, energy_axis) -> np.ndarray:
@@ -454,9 +476,7 @@ def make_edisp_kernel(edisp, geom, pointing, energy_axis_true, energy_axis) -> n
     """
     e_true = energy_axis_true.center.to_value("TeV")
     e_reco = energy_axis.edges.to_value("TeV")
-    offset_axis = edisp.axes["offset"]
-    nodes = offset_axis.center.to_value("deg")
-    edges, cdf = _migra_cdf(edisp.normalize(), e_true, nodes)
+    edges, cdf = _migra_cdf(edisp.normalize(), e_true)
     mu = e_reco[None, :] / e_true[:, None]  # (ntrue, nreco + 1)
     pos = np.interp(mu, edges, np.arange(edges.size, dtype=float))
     low = np.clip(np.floor(pos).astype(int), 0, edges.size - 2)
@@ -466,9 +486,7 @@ def make_edisp_kernel(edisp, geom, pointing, energy_axis_true, energy_axis) -> n
     cdf_hi = np.take_along_axis(cdf, index + 1, axis=-1)
     kernel = np.clip(np.diff(cdf_lo + frac * (cdf_hi - cdf_lo), axis=-1), 0.0, None)  # (ntrue, nnode, nreco)
     # the kernel is linear in the density, hence in offset between nodes: interpolate it like the IRF
-    grid = _AxisGrid(offset_axis, clamp=False)
-    values = interpolate([grid], np.moveaxis(kernel, 1, 0), [_offset(geom, pointing)])  # (y, x, ntrue, nreco)
-    return np.moveaxis(values, (2, 3), (0, 1))
+    return _interpolate_offset(edisp, np.moveaxis(kernel, 1, -1), _offset(geom, pointing))
 
 
 def make_edisp_migra(edisp, geom, pointing, energy_axis_true, migra_axis) -> np.ndarray:
@@ -481,5 +499,8 @@ def make_edisp_migra(edisp, geom, pointing, energy_axis_true, migra_axis) -> np.
     """
     energy = energy_axis_true.center.to_value("TeV")
     migra = migra_axis.center.value
-    density = _on_nodes(edisp.normalize(), {"offset": _offset(geom, pointing)}, energy_true=energy, migra=migra)
-    return np.moveaxis(density, (2, 3), (0, 1)) * migra_axis.bin_width.value[None, :, None, None]
+    normalized = edisp.normalize()
+    table = _on_offset_nodes(normalized, energy_true=energy, migra=migra)  # (energy_true, migra, offset nodes)
+    density = _interpolate_offset(normalized, table, _offset(geom, pointing))
+    density *= migra_axis.bin_width.value[None, :, None, None]
+    return density

@@ -1,0 +1,65 @@
+"""The fast paths of the reduction kernels agree with the plain IRF evaluation; the IRF caches cannot go stale."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from astropy.coordinates import SkyCoord
+
+from xgamma.axes import MapAxis
+from xgamma.geom import WcsGeom
+from xgamma.irf import EffectiveAreaTable2D
+from xgamma.irf.background import power_law_segments_by_row, power_law_segments_from_log
+from xgamma.irf.core import LOG_FLOOR
+from xgamma.makers import utils
+
+POINTING = SkyCoord(83.6, 22.0, unit="deg")
+
+
+def _aeff(values=None):
+    energy = MapAxis.from_energy_bounds(0.1, 100, 8, name="energy_true")
+    offset = MapAxis.from_bounds(0, 2.5, 5, name="offset", unit="deg")
+    if values is None:
+        values = np.outer(energy.center.value, 1 - offset.center.value / 3) * 1e5
+    coords = {**energy.to_coords(), **offset.to_coords()}
+    return EffectiveAreaTable2D(xr.DataArray(values, dims=("energy_true", "offset"), coords=coords,
+                                             attrs={"units": "m2"}))
+
+
+def test_axes_are_cached_but_the_dict_is_a_copy():
+    aeff = _aeff()
+    axes = aeff.axes
+    axes.pop("offset")
+    assert list(aeff.axes) == ["energy_true", "offset"]
+    assert aeff.axes["offset"] == MapAxis.from_coords(aeff.data, "offset")
+
+
+@pytest.mark.parametrize("nan_node", [False, True])
+def test_exposure_equals_evaluate_at_every_pixel(nan_node):
+    """The gather interpolation over offset equals `evaluate`, also where a NaN node spoils only its neighbours."""
+    values = _aeff().data.values.copy()
+    if nan_node:
+        values[3, 2] = np.nan
+    aeff = _aeff(values)
+    geom = WcsGeom.create(skydir=POINTING, width=7, binsz=0.1)  # reaches beyond the 2.5 deg table
+    energy = MapAxis.from_energy_bounds(0.2, 50, 6, name="energy_true")
+    exposure = utils.make_exposure(aeff, geom, POINTING, 100.0, energy)
+    offset = geom.separation(POINTING).values
+    expected = aeff.evaluate(energy_true=energy.center.value[:, None, None], offset=offset).to_value("cm2") * 100.0
+    np.testing.assert_allclose(exposure, expected, rtol=1e-14, atol=0, equal_nan=True)
+    assert np.isnan(exposure).any() == nan_node
+    assert np.all(exposure[:, offset > 2.6] == 0)
+
+
+def test_power_law_segments_by_row_equals_the_last_axis_form():
+    """Zero ends (trapezoid), -inf, NaN and nearly flat segments (series) as in `power_law_segments_from_log`."""
+    rng = np.random.default_rng(1)
+    x = np.geomspace(0.3, 80, 9)
+    log_y = np.log(2e-4) - 2.6 * np.log(x)[:, None] + rng.normal(0, 0.2, (1, 400))
+    log_y[:, :20] = np.log(np.finfo(np.float32).tiny)  # an empty table region
+    log_y[4:, 20:40] = -np.inf
+    log_y[:, 40:60] = log_y[0, 40:60] - np.log(x / x[0])[:, None]  # x y constant: d = 0
+    log_y[3, 60] = np.nan
+    by_row = power_law_segments_by_row(x, log_y, LOG_FLOOR)
+    expected = power_law_segments_from_log(x, log_y.T, LOG_FLOOR).T
+    np.testing.assert_array_equal(by_row, expected)
+    assert np.all(by_row[:, :20] == 0) and np.all(np.isfinite(by_row[:, 40:60]))
