@@ -7,6 +7,8 @@ plain floats in the canonical units below.
 
 from __future__ import annotations
 
+import functools
+
 import astropy.units as u
 import numpy as np
 
@@ -89,6 +91,14 @@ def to_value(value, unit, name: str = "value"):
 
 def unit_string(unit) -> str:
     """Serialisable, astropy-parsable form of a unit (``""`` for dimensionless)."""
+    try:
+        return _unit_string(unit)
+    except TypeError:  # unhashable input, e.g. a Quantity array
+        return _unit_string.__wrapped__(unit)
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_string(unit) -> str:  # units are immutable and their parsing slow: cached
     unit = u.Unit(unit)
     if unit == u.dimensionless_unscaled:
         return ""

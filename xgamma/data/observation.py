@@ -404,13 +404,15 @@ class Observation:
         From RA_PNT/DEC_PNT of the EVENTS header, else of the observation
         index, else the mean of the POINTING HDU.
         """
-        radec = self._direction("RA_PNT", "DEC_PNT")
-        if radec is None:
-            raise DL3FileError(
-                f"observation {self.obs_id}: no RA_PNT/DEC_PNT in the EVENTS header, the observation index "
-                f"or a POINTING HDU"
-            )
-        return SkyCoord(radec[0], radec[1], unit="deg", frame="icrs")
+        if "pointing" not in self._objects:  # asked for by every maker: built once
+            radec = self._direction("RA_PNT", "DEC_PNT")
+            if radec is None:
+                raise DL3FileError(
+                    f"observation {self.obs_id}: no RA_PNT/DEC_PNT in the EVENTS header, the observation index "
+                    f"or a POINTING HDU"
+                )
+            self._objects["pointing"] = SkyCoord(radec[0], radec[1], unit="deg", frame="icrs")
+        return self._objects["pointing"]
 
     @property
     def observatory_location(self) -> EarthLocation | None:

@@ -81,6 +81,8 @@ def lonlat_deg(coords, frame):
         In deg, broadcast to a common shape.
     """
     if isinstance(coords, SkyCoord):
+        if isinstance(frame, str) and frame == "icrs" and coords.frame.name == "icrs":  # nothing to transform: pointings
+            return np.asarray(coords.ra.deg), np.asarray(coords.dec.deg)
         sph = coords.transform_to(frame).represent_as(UnitSphericalRepresentation)
         return np.asarray(sph.lon.deg), np.asarray(sph.lat.deg)
     try:

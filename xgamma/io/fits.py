@@ -310,8 +310,10 @@ def _find_axis_column(columns, axis, path, hdu):
 def _axis_order(hdu_data: HDUData, aliases: dict) -> list:
     """GADF axis names in FITS (fastest-first) order: from CREF, else column order."""
     by_alias = {alias: axis for axis, alias in aliases.items()}
-    for key, value in hdu_data.header.items():
-        if key.startswith("CREF") and isinstance(value, str):
+    header = hdu_data.header
+    for key in header:  # keywords only: astropy parses a card's value when it is asked for
+        value = header[key] if key.startswith("CREF") else None
+        if isinstance(value, str):
             names = re.findall(r"([A-Z]+)_LO", value.upper())
             order = [by_alias[n] for n in names if n in by_alias]
             if len(order) == len(aliases):

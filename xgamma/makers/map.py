@@ -7,7 +7,7 @@ import xarray as xr
 
 from ..axes import MapAxis
 from ..data.observation import MissingHDUError
-from ..datasets.core import gti_attr
+from ..datasets.core import dataset_on_one_grid, gti_attr
 from ..datasets.map import MapDataset, irf_dataarray
 from . import utils
 
@@ -157,7 +157,7 @@ class MapDatasetMaker:
         attrs = dict(dataset.data.attrs, obs_ids=[observation.obs_id], gti=gti_attr(observation.gti))
         attrs["name"] = dataset.name or str(observation.obs_id)
         attrs.pop("fov_background_norm", None)
-        return MapDataset(xr.Dataset(out, attrs=attrs))
+        return MapDataset(dataset_on_one_grid(out, attrs))
 
     @staticmethod
     def _edisp(dataset, observation, geom_irf, pointing, axis_true):

@@ -126,7 +126,7 @@ class _Template:
                 dims, value, dtype, attrs = self.constants[name]
                 # a read-only view of one value: makers build new arrays, so tens of MB are not filled for nothing
                 values = np.broadcast_to(np.array(value, dtype=dtype), [sizes[d] for d in dims])
-                var = xr.DataArray(values, dims=dims, attrs=attrs)
+                var = xr.Variable(dims, values, attrs)
             else:
                 var = data[name].variable
             for dims, header in headers.items():
