@@ -14,6 +14,8 @@ def test_small_jobs_run_synchronously_without_a_cluster(monkeypatch):
 
 def test_embedded_cluster_logs_its_dashboard_and_keeps_fast_malloc(caplog, monkeypatch):
     monkeypatch.delenv("XGAMMA_SCHEDULER", raising=False)
+    # a cluster started by another test in this process may have left it in our environment
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with caplog.at_level(logging.WARNING, logger="xgamma.cluster"):
         with get_client(n_workers=1) as client:
             assert isinstance(client, Client)

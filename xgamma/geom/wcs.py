@@ -701,6 +701,8 @@ class WcsGeom:
         """
         if "_header_string" not in self.__dict__:  # the grid never changes: build it once
             self._header_string = "\n".join(str(card).rstrip() for card in self.to_header().cards)
+            # maps made on this grid name it by this text: reading them back needs no WCS parsing
+            _remember_header(self._header_string, tuple(int(n) for n in self._npix), self.to_image())
         return self._header_string
 
     def to_dataarray(self, data=None, unit="", name=None, dtype=None, chunks=None) -> xr.DataArray:

@@ -17,8 +17,8 @@ observations in turn (reads the DL3 files on the
 worker, cuts the target around the pointing, runs the makers, turns the
 result into additive sums) and adds their pieces up per sky tile, so one
 summed piece per tile travels instead of one per observation. Then one task
-per touched tile adds the pieces to the store (and, in the last batch
-touching the tile, writes its stacked product). A batch's data is released
+per worker thread adds the pieces to its share of the touched tiles (and, in
+the last batch touching a tile, writes its stacked product). A batch's data is released
 before the next starts, so peak memory depends on the batch size, not on the
 number of observations.
 """
@@ -235,12 +235,14 @@ def _cropped(block, box):
     return box, block[box].copy()  # only the covered part travels to the tile's writer
 
 
-def _piece_for(summed, tile):
-    return summed.get(tile)
+def _pieces_for(summed, tiles):
+    """The part of one task's summed pieces that goes to one update task."""
+    return {tile: summed[tile] for tile in tiles if tile in summed}
 
 
-def _update(store, tile, finish, *pieces):
-    return store.update_tile(tile, [piece for piece in pieces if piece is not None], finish=finish)
+def _update_tiles(store, tiles, *summed):
+    """Add the summed pieces to each of ``tiles``: ``(tile, finish)`` pairs, one after another."""
+    return [store.update_tile(tile, [s[tile] for s in summed if tile in s], finish=finish) for tile, finish in tiles]
 
 
 def _finish(store, tile):
@@ -354,7 +356,7 @@ def reduce(
             threads = 1 if isinstance(active, str) else max(sum(active.nthreads().values()), 1)
             size = batch_size or max(16, 8 * threads)
             batches = [pending[start : start + size] for start in range(0, len(pending), size)]
-            _run_batches(batches, wanted, template, makers, cutout_width, stack, get, progress, parts=2 * threads)
+            _run_batches(batches, wanted, template, makers, cutout_width, stack, get, progress, threads)
             ledgers = stack.ledgers()
             # tiles a stopped run updated without writing their stacked product
             stale = stack.unfinished(ledgers)
@@ -368,11 +370,13 @@ def reduce(
             shutil.rmtree(url, ignore_errors=True)
 
 
-def _run_batches(batches, wanted, target, makers, cutout_width, stack, get, progress, parts):
-    """One graph per batch: ``parts`` tasks that each reduce a share of the batch and sum its
-    pieces per tile, then a task per touched tile that adds them to the store.
+def _run_batches(batches, wanted, target, makers, cutout_width, stack, get, progress, threads):
+    """One graph per batch: two tasks per worker thread that each reduce a share of the batch and
+    sum its pieces per tile, then one task per worker thread that adds them to a share of the tiles.
 
-    A tile writes its stacked product in the last batch that touches it.
+    Few, large tasks: the scheduler and the messages between processes cost per task, and on a
+    small machine they share the cores with the workers. A tile writes its stacked product in
+    the last batch that touches it.
     """
     from tqdm.auto import tqdm
 
@@ -382,14 +386,19 @@ def _run_batches(batches, wanted, target, makers, cutout_width, stack, get, prog
         for k, batch in enumerate(batches):
             # shared by every task of the batch: sent (and unpickled) once per worker, not once per task
             target_, makers_, stack_ = (delayed(obj, pure=False, traverse=False) for obj in (target, list(makers), stack))
-            by_tile = {}
-            for share in np.array_split(np.arange(len(batch)), min(parts, len(batch))):
+            parts = []  # (summed pieces, tiles they touch)
+            for share in np.array_split(np.arange(len(batch)), min(2 * threads, len(batch))):
                 part = [batch[i] for i in share]  # neighbours (the batch is sorted by position): few tiles
                 needs = {int(obs.obs_id): {t.key for t in wanted[id(obs)]} for obs in part}
                 summed = delayed(_reduce_part, pure=False)(part, target_, makers_, cutout_width, stack_, needs)
-                for tile in {t for obs in part for t in wanted[id(obs)]}:
-                    by_tile.setdefault(tile, []).append(delayed(_piece_for)(summed, tile))
-            graph = [delayed(_update, pure=False)(stack_, tile, last_batch[tile] == k, *pieces) for tile, pieces in by_tile.items()]
+                parts.append((summed, {t for obs in part for t in wanted[id(obs)]}))
+            tiles = sorted({t for _, touched in parts for t in touched}, key=lambda t: (t.layer, t.iy, t.ix))
+            shares = [tiles[i :: min(threads, len(tiles))] for i in range(min(threads, len(tiles)))]  # dealt: mixed sizes
+            graph = []
+            for share in shares:
+                wanted_here = set(share)
+                summed = [s if len(shares) == 1 else delayed(_pieces_for)(s, wanted_here) for s, touched in parts if touched & wanted_here]
+                graph.append(delayed(_update_tiles, pure=False)(stack_, [(t, last_batch[t] == k) for t in share], *summed))
             dask.compute(*graph, scheduler=get)
             bar.update(len(batch))
     finally:
