@@ -157,3 +157,37 @@ def test_stack_store_adds_summed_pieces_and_refuses_a_partly_held_one(tmp_path, 
     with pytest.raises(RuntimeError, match="holds observations \\[6\\] but not \\[8\\]"):
         store.update_tile(tile, [((6, 8), doubled)])
     np.testing.assert_array_equal(store.read_sums(tile).counts, 3.0)  # the refused update wrote nothing
+
+
+def test_from_sums_divides_only_by_positive_weights():
+    weight = np.array([[2.0, 0.0, -1.0, np.nan, 4.0]] * 2)
+    psf = np.array([[1.0, 1.0, 1.0, 1.0, np.nan]] * 2)
+    sums = xr.Dataset({"exposure_irf": (("energy_true", "x_irf"), weight), "psf": (("energy_true", "x_irf"), psf)})
+    stacked = from_sums(sums)
+    expected = (sums.psf / sums.exposure_irf.where(sums.exposure_irf > 0)).fillna(0.0)  # the rule, in xarray
+    np.testing.assert_array_equal(stacked.psf.values, expected.values)
+    np.testing.assert_array_equal(stacked.psf.values[0], [0.5, 0, 0, 0, 0])
+    assert stacked.psf.attrs["units"] == "sr-1"
+
+
+def test_stack_store_from_create_equals_reopened_pickled_and_from_sums(tmp_path, geoms):
+    import pickle
+
+    geom, geom_irf = geoms
+    cube = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 10.0), 2.0, np.ones(geom.data_shape, bool), 7, geom, geom_irf, 5)
+    created = StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 1}, tile_size=(4, 4), irf_tile_size=(1, 1))
+    reopened = StackStore(created.url)
+    for attr in ("attrs", "tile_size", "arrays", "wcs"):
+        assert getattr(created, attr) == getattr(reopened, attr), attr
+    assert {g: {n: m.to_dict() for n, m in a.items()} for g, a in created._metadata.items()} == {
+        g: {n: m.to_dict() for n, m in a.items()} for g, a in reopened._metadata.items()
+    }
+    # a copy sent to a worker opens the arrays from the metadata it carries
+    sent = pickle.loads(pickle.dumps(created))
+    for tile, piece in created.split(to_sums(cube.data)).items():
+        assert sent.update_tile(tile, [(5, piece)]) == [5]
+    sent.record_obs_ids()
+    stacked, expected = created.read().load(), from_sums(created.read_sums())
+    for name in expected.data_vars:  # the tiles' stacked product is from_sums of the sums
+        np.testing.assert_array_equal(stacked[name].values, expected[name].values.astype(stacked[name].dtype), err_msg=name)
+    assert stacked.attrs["obs_ids"] == [5]

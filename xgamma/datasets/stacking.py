@@ -79,34 +79,41 @@ def pixel_offset(parent_wcs: str, child_wcs: str) -> tuple[int, int]:
     return int(np.rint(shift[0])), int(np.rint(shift[1]))
 
 
-def _irf_mask(mask: xr.DataArray, data: xr.Dataset, irf_var: xr.DataArray) -> xr.DataArray:
-    """``mask`` (on y, x) sampled at the IRF-grid pixel centres (nearest pixel)."""
-    if not set(SPATIAL) <= set(mask.dims):
-        return mask  # region dataset: no sky grid
+@functools.lru_cache(maxsize=8)  # to_sums asks twice per dataset (exposure_irf and edisp)
+def _irf_pixels(main_wcs: str, main_shape: tuple, irf_wcs: str, irf_shape: tuple) -> tuple:
+    """``(iy, ix, inside)``: the main-grid pixel nearest to each IRF-grid pixel centre (clipped), and whether it is on the grid."""
     from ..geom import WcsGeom
 
-    irf_geom = WcsGeom.from_header(irf_var.attrs["wcs"], npix=(irf_var.sizes["x_irf"], irf_var.sizes["y_irf"]))
-    main_geom = WcsGeom.from_header(mask.attrs.get("wcs") or data["counts"].attrs["wcs"], npix=(mask.sizes["x"], mask.sizes["y"]))
-    ny, nx = irf_var.sizes["y_irf"], irf_var.sizes["x_irf"]
-    xs, ys = np.meshgrid(np.arange(nx), np.arange(ny))
+    (ny, nx), (ny_irf, nx_irf) = main_shape, irf_shape
+    irf_geom = WcsGeom.from_header(irf_wcs, npix=(nx_irf, ny_irf))
+    main_geom = WcsGeom.from_header(main_wcs, npix=(nx, ny))
+    xs, ys = np.meshgrid(np.arange(nx_irf), np.arange(ny_irf))
     x, y = main_geom.coord_to_pix(irf_geom.pix_to_skycoord(xs, ys))
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
-    inside = (ix >= 0) & (ix < mask.sizes["x"]) & (iy >= 0) & (iy < mask.sizes["y"])
-    values = mask.transpose(..., "y", "x").values[..., np.clip(iy, 0, mask.sizes["y"] - 1), np.clip(ix, 0, mask.sizes["x"] - 1)]
-    values = values & inside
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    return np.clip(iy, 0, ny - 1), np.clip(ix, 0, nx - 1), inside
+
+
+def _irf_mask(mask: xr.Variable, var: dict, irf_name: str) -> xr.Variable:
+    """``mask`` (on y, x) sampled at the IRF-grid pixel centres (nearest pixel) of ``var[irf_name]``."""
+    if not set(SPATIAL) <= set(mask.dims):
+        return mask  # region dataset: no sky grid
+    main_wcs = var["mask_safe"].attrs.get("wcs") or var["counts"].attrs["wcs"]
+    sizes, irf = mask.sizes, var[irf_name]
+    iy, ix, inside = _irf_pixels(main_wcs, (sizes["y"], sizes["x"]), irf.attrs["wcs"], (irf.sizes["y_irf"], irf.sizes["x_irf"]))
     other = [d for d in mask.dims if d not in SPATIAL]
-    return xr.DataArray(values, dims=(*other, "y_irf", "x_irf"))
+    values = mask.transpose(*other, "y", "x").values[..., iy, ix] & inside
+    return xr.Variable((*other, "y_irf", "x_irf"), values)
 
 
-def _zeroed(var: xr.DataArray, keep: xr.DataArray | None) -> xr.DataArray:
+def _zeroed(var: xr.Variable, keep: xr.Variable | None) -> xr.Variable:
     """``var`` as float64, zero where ``keep`` is False (broadcast by dim name), in one pass over the data."""
     if keep is None:
         return var.astype(float)
     if not set(keep.dims) <= set(var.dims):
         return var.astype(float).where(keep, 0.0)
-    shape = [var.sizes[d] if d in keep.dims else 1 for d in var.dims]
-    kept = keep.transpose(*[d for d in var.dims if d in keep.dims]).values.reshape(shape)
-    return var.copy(data=np.where(kept, var.values, 0.0))
+    kept = keep.set_dims(var.dims).values  # size 1 on the dims keep lacks
+    return xr.Variable(var.dims, np.where(kept, var.values, 0.0))
 
 
 def to_sums(data: xr.Dataset) -> xr.Dataset:
@@ -123,46 +130,47 @@ def to_sums(data: xr.Dataset) -> xr.Dataset:
         Same dims and attrs; variables as listed above, float64 except the
         masks (int32).
     """
-    mask = data["mask_safe"].astype(bool) if "mask_safe" in data else None
+    # on bare Variables: broadcasting by dim name without DataArray coordinate alignment (same grid)
+    var = {name: data[name].variable for name in data.data_vars}
+    mask = var["mask_safe"].astype(bool) if "mask_safe" in var else None
     out = {}
     for name in _MASKED:
-        if name in data:
-            out[name] = _zeroed(data[name], mask)
-    if "counts_off" in data:
-        alpha = (data["acceptance"] / data["acceptance_off"]).where(data["acceptance_off"] > 0, 0.0)
-        out["background_off"] = _zeroed(alpha * data["counts_off"], mask)
+        if name in var:
+            out[name] = _zeroed(var[name], mask)
+    if "counts_off" in var:
+        alpha = (var["acceptance"] / var["acceptance_off"]).where(var["acceptance_off"] > 0, 0.0)
+        out["background_off"] = _zeroed(alpha * var["counts_off"], mask)
     mask_image = mask.any("energy") if mask is not None else None
-    if "exposure" in data:
-        out["exposure"] = _zeroed(data["exposure"], mask_image)
+    if "exposure" in var:
+        out["exposure"] = _zeroed(var["exposure"], mask_image)
     for name in MASK_VARIABLES:
-        if name in data:
-            out[name] = data[name].astype(np.int32)
-    if "exposure_irf" in data:
-        irf_mask = _irf_mask(mask_image, data, data["exposure_irf"]) if mask_image is not None else None
-        weight = out["exposure_irf"] = _zeroed(data["exposure_irf"], irf_mask)
+        if name in var:
+            out[name] = var[name].astype(np.int32)
+    if "exposure_irf" in var:
+        irf_mask = _irf_mask(mask_image, var, "exposure_irf") if mask_image is not None else None
+        weight = out["exposure_irf"] = _zeroed(var["exposure_irf"], irf_mask)
     elif "exposure" in out:
         # region datasets: IRFs share the exposure's (only) position; the weight is stored so that
         # datasets with and without a separate exposure_irf (containment correction) stack together
         weight = out["exposure"]
-        if any(name in data for name in _WEIGHTED):
+        if any(name in var for name in _WEIGHTED):
             out["exposure_irf"] = weight
     if "exposure_irf" in out or "exposure" in out:
         for name in _WEIGHTED:
-            if name in data:
-                weighted = data[name] * weight
+            if name in var:
+                weighted = var[name] * weight
                 if name == "edisp" and mask is not None:
-                    weighted = _zeroed(weighted, _irf_mask(mask, data, data[name]))
+                    weighted = _zeroed(weighted, _irf_mask(mask, var, name))
                 out[name] = weighted
-    if "livetime" in data:
-        out["livetime"] = data["livetime"].astype(float)
-    sums = xr.Dataset(out, coords=data.coords, attrs=dict(data.attrs))
-    for name, var in sums.data_vars.items():
+    if "livetime" in var:
+        out["livetime"] = var["livetime"].astype(float)
+    variables = {}
+    for name, values in out.items():
         # variables made here take the attrs of the variable with the same grid
-        source = name if name in data else {"background_off": "counts_off", "exposure_irf": "exposure"}[name]
-        var.attrs = dict(data[source].attrs)
-        if name in _WEIGHTED:
-            var.attrs["units"] = ""  # weighted sums; units restored by from_sums
-    return sums
+        source = name if name in var else {"background_off": "counts_off", "exposure_irf": "exposure"}[name]
+        attrs = dict(var[source].attrs, **({"units": ""} if name in _WEIGHTED else {}))  # weighted sums: units restored by from_sums
+        variables[name] = xr.Variable(values.dims, values.data, attrs)
+    return xr.Dataset(variables, coords=data.coords, attrs=dict(data.attrs))
 
 
 def add_sums(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
@@ -200,17 +208,32 @@ def from_sums(sums: xr.Dataset, units: dict | None = None) -> xr.Dataset:
         Units of ``psf``/``edisp`` (default ``sr-1`` and ``""``).
     """
     units = {"psf": "sr-1", "edisp": ""} | dict(units or {})
+    changed = stacked_variables({name: var.variable for name, var in sums.data_vars.items()})
     out = sums.copy()
+    for name, var in changed.items():
+        attrs = {"units": ""} if name == "acceptance_off" else dict(sums[name].attrs)
+        if name in _WEIGHTED:
+            attrs["units"] = units[name]
+        out[name] = xr.Variable(var.dims, var.data, attrs)
+    return out.drop_vars("background_off") if "counts_off" in sums else out
+
+
+def stacked_variables(sums: dict) -> dict:
+    """The variables of `from_sums` that differ from the sums (no attrs), from name -> `xarray.Variable`.
+
+    ``background_off`` is among the sums only; the others are unchanged. On
+    bare Variables (dims broadcast by name, no coordinates), so that a Zarr
+    store tile is stacked without building a Dataset.
+    """
+    out = {}
     for name in MASK_VARIABLES:
         if name in sums:
             out[name] = sums[name] > 0
-            out[name].attrs = dict(sums[name].attrs)
     weight = sums["exposure_irf"] if "exposure_irf" in sums else sums.get("exposure")
     if weight is not None:
         for name in _WEIGHTED:
             if name in sums:
-                out[name] = (sums[name] / weight.where(weight > 0)).fillna(0.0)
-                out[name].attrs = dict(sums[name].attrs, units=units[name])
+                out[name] = _ratio(sums[name], weight)
     if "counts_off" in sums:
         off, background_off = sums["counts_off"], sums["background_off"]
         # a bin without OFF counts: in a spectrum, the average alpha of all its bins (Gammapy's rule);
@@ -221,10 +244,19 @@ def from_sums(sums: xr.Dataset, units: dict | None = None) -> xr.Dataset:
         if not set(SPATIAL) & set(off.dims) and total_off > 0:
             fallback = float(background_off.sum()) / total_off
         alpha = (background_off / off.where(off > 0)).fillna(fallback)
-        out["acceptance_off"] = (sums["acceptance"] / alpha.where(alpha > 0)).fillna(0.0)
-        out["acceptance_off"].attrs = {"units": ""}
-        out = out.drop_vars("background_off")
+        out["acceptance_off"] = _ratio(sums["acceptance"], alpha)
     return out
+
+
+def _ratio(num: xr.Variable, den: xr.Variable) -> xr.Variable:
+    """``(num / den.where(den > 0)).fillna(0)`` without the NaN-filled intermediate copies."""
+    dims = (*num.dims, *(d for d in den.dims if d not in num.dims))  # xarray's order of broadcast dims
+    n, d = num.set_dims(dims).values, den.set_dims(dims).values
+    # at least a float, as den.where() makes it
+    ratio = np.zeros(np.broadcast_shapes(n.shape, d.shape), dtype=np.result_type(n.dtype, d.dtype, np.float16))
+    np.divide(n, d, out=ratio, where=d > 0)
+    ratio[np.isnan(ratio)] = 0.0
+    return xr.Variable(dims, ratio)
 
 
 def place(sums: xr.Dataset, template: xr.Dataset) -> xr.Dataset:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import json
 import os
@@ -43,16 +42,18 @@ import zarr.api.asynchronous
 import zarr.core.sync
 from fsspec.implementations.local import LocalFileSystem
 from zarr.codecs import BloscCodec
+from zarr.core.array import AsyncArray
 from zarr.core.group import GroupMetadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.storage import StorePath
 
 from .. import __version__
 from ..datasets.stacking import (
     IRF_SPATIAL,
     MASK_VARIABLES,
     SPATIAL,
-    from_sums,
     pixel_offset,
+    stacked_variables,
 )
 from .zarr import json_attrs
 
@@ -137,23 +138,43 @@ class StackStore:
             stacked = self._group("stacked")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise FileNotFoundError(f"no xgamma stack store at {self.url!r} (create one with StackStore.create)") from err
-        self.attrs = dict(sums.attrs)
+        # array metadata read concurrently
+        self._load(dict(sums.attrs), {n: a.metadata for n, a in sums.arrays()}, {n: a.metadata for n, a in stacked.arrays()})
+
+    @classmethod
+    def _from_metadata(cls, url, storage_options, attrs, sums, stacked):
+        """The store described by metadata already in hand (what `create` just wrote): nothing is read."""
+        store = cls.__new__(cls)
+        store.url, store.storage_options = str(url), dict(storage_options or {})
+        store._load(attrs, sums, stacked)
+        return store
+
+    def _load(self, attrs: dict, sums: dict, stacked: dict) -> None:
+        """Set up from the ``sums`` attrs and the array metadata (name -> `ArrayV3Metadata`) of both groups."""
+        self.attrs = attrs
         if "xgamma_stack" not in self.attrs:
             raise ValueError(f"{self.url!r} is a Zarr store but not an xgamma stack store (no 'xgamma_stack' attr)")
         self.tile_size = {k: tuple(v) for k, v in self.attrs["xgamma_stack"]["tile_size"].items()}
-        sums_arrays, stacked_arrays = dict(sums.arrays()), dict(stacked.arrays())  # metadata read concurrently
         #: name -> (dims without slot, shape without slot, layer)
         self.arrays = {}
-        for name, array in sums_arrays.items():
-            dims = _dims(array)
+        for name, meta in sums.items():
+            dims = tuple(meta.dimension_names or ())
             if dims[:1] == ("slot",):  # data variables; coordinates have no slot
-                self.arrays[name] = (dims[1:], tuple(array.shape[1:]), layer_of_dims(dims[1:]))
+                self.arrays[name] = (dims[1:], tuple(meta.shape[1:]), layer_of_dims(dims[1:]))
         #: layer -> WCS header string of the full grid
         self.wcs = {}
         for name, (_, _, layer) in self.arrays.items():
-            if name in stacked_arrays and "wcs" in stacked_arrays[name].attrs:
-                self.wcs.setdefault(layer, stacked_arrays[name].attrs["wcs"])
-        self.irf_units = {n: stacked_arrays[n].attrs.get("units", "") for n in ("psf", "edisp") if n in stacked_arrays}
+            if name in stacked and "wcs" in stacked[name].attributes:
+                self.wcs.setdefault(layer, stacked[name].attributes["wcs"])
+        #: group -> name -> metadata of the data variables: their arrays open without a read, on any worker
+        self._metadata = {"sums": {n: sums[n] for n in self.arrays}, "stacked": {n: stacked[n] for n in stacked if n in self.arrays}}
+        self._opened = {}
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}  # opened arrays hold the store object
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _opened={})
 
     def __repr__(self):
         n_tiles = {layer: len(self.tiles(layer)) for layer in self.layers}
@@ -220,7 +241,9 @@ class StackStore:
         # the "sums" attrs mark a complete template: written last
         sums_attrs = json_attrs(dict(layout.attrs, xgamma_version=__version__, xgamma_stack=stack_info))
         zarr.open_group(store, mode="r+", path="sums").update_attributes(sums_attrs)  # one write
-        return cls(url, storage_options)
+        groups = {group: {path.split("/", 1)[1]: meta for path, meta in nodes.items() if path.startswith(f"{group}/")} for group in ("sums", "stacked")}
+        # the attrs as they read back from JSON (tuples become lists)
+        return cls._from_metadata(url, storage_options, json.loads(json.dumps(sums_attrs)), groups["sums"], groups["stacked"])
 
     # ---- tiles ----------------------------------------------------------------
     def _group(self, path, mode="r"):
@@ -359,9 +382,18 @@ class StackStore:
 
     # ---- updates --------------------------------------------------------------
     def _arrays(self, group: str) -> dict:
-        """``name -> zarr AsyncArray`` of ``group`` (opened once per process)."""
-        options = json.dumps(self.storage_options, sort_keys=True, default=str)
-        return _open_arrays(self.url, group, self.attrs["xgamma_stack"]["config_hash"], options)
+        """``name -> zarr AsyncArray`` of ``group``'s variables, from the metadata this object holds (no reads).
+
+        Tiles hold data almost everywhere, so zarr's per-chunk check for an
+        all-fill-value chunk (``write_empty_chunks=False``) is skipped.
+        """
+        if group not in self._opened:
+            store = _zarr_store(self.url, self.storage_options)
+            self._opened[group] = {
+                name: AsyncArray(meta, StorePath(store, f"{group}/{name}"), config={"write_empty_chunks": True})
+                for name, meta in self._metadata[group].items()
+            }
+        return self._opened[group]
 
     def _tile_names(self, tile: Tile) -> list[str]:
         return [name for name, (_, _, layer) in self.arrays.items() if layer == tile.layer]
@@ -470,15 +502,16 @@ class StackStore:
         self._write_ledger(tile, entry["slot"], entry["obs_ids"], finished=True, gti=entry["gti"])
 
     def _stacked_writes(self, tile: Tile, blocks: dict) -> list:
-        """``(array, index, values)`` writing a tile's stacked product from its sums ``blocks``."""
-        sums = xr.Dataset({name: xr.DataArray(block, dims=self.arrays[name][0]) for name, block in blocks.items()})
-        stacked = from_sums(sums, units=self.irf_units)
+        """``(array, index, values)`` writing a tile's stacked product from its sums ``blocks`` (`from_sums` on the blocks)."""
+        sums = {name: xr.Variable(self.arrays[name][0], block) for name, block in blocks.items()}
+        stacked = sums | stacked_variables(sums)
         arrays = self._arrays("stacked")
         writes = []
-        for name in stacked.data_vars:
-            array = arrays[name]
-            dims = tuple(array.metadata.dimension_names)
-            writes.append((array, tile.index(dims), stacked[name].transpose(*dims).values.astype(array.dtype)))
+        for name, array in arrays.items():
+            if name in stacked:
+                dims = _dims(array)
+                # no copy where the sums already have the stacked dtype (counts, exposure ...)
+                writes.append((array, tile.index(dims), np.asarray(stacked[name].transpose(*dims).values, dtype=array.dtype)))
         return writes
 
     def record_obs_ids(self, ledgers=None) -> list[int]:
@@ -542,18 +575,6 @@ def _coordinates_attr(var, layout) -> str | None:
     """CF ``coordinates`` attr: the non-index coordinates on the variable's dims (how xarray finds them)."""
     names = sorted(name for name, coord in layout.coords.variables.items() if name not in layout.dims and set(coord.dims) <= set(var.dims))
     return " ".join(names) or None
-
-
-@functools.lru_cache(maxsize=64)
-def _open_arrays(url, group, config_hash, storage_options_json) -> dict:
-    """Arrays of one group of a stack store, opened once per process (their metadata never changes).
-
-    Tiles hold data almost everywhere, so zarr's per-chunk check for an
-    all-fill-value chunk (``write_empty_chunks=False``) is skipped.
-    """
-    options = _zarr_options(url, json.loads(storage_options_json))
-    opened = zarr.open_group(url, mode="r+", path=group, storage_options=options)
-    return {name: array.async_array.with_config({"write_empty_chunks": True}) for name, array in opened.arrays()}
 
 
 async def _read_blocks(requests):
