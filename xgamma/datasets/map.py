@@ -31,7 +31,7 @@ import xarray as xr
 from ..axes import MapAxis
 from ..geom import WcsGeom
 from ..units import to_value
-from .core import Dataset
+from .core import Dataset, dataset_on_one_grid
 from .evaluator import FitArrays
 from .fitting import FitMixin
 
@@ -116,7 +116,7 @@ class MapDataset(FitMixin, Dataset):
         else:
             migra_axis = (migra_axis or MIGRA_AXIS_DEFAULT).copy(name="migra")
             edisp_var = irf_dataarray(geom_irf.to_cube([energy_axis_true, migra_axis]))
-        data = xr.Dataset(
+        data = dataset_on_one_grid(
             {
                 "counts": geom.to_dataarray(),
                 "background": geom.to_dataarray(),
@@ -127,7 +127,7 @@ class MapDataset(FitMixin, Dataset):
                 "exposure_irf": irf_dataarray(geom_irf.to_cube([energy_axis_true]), unit="cm2 s"),
                 "livetime": xr.DataArray(0.0, attrs={"units": "s"}),
             },
-            attrs={"name": "" if name is None else str(name), "obs_ids": []},
+            {"name": "" if name is None else str(name), "obs_ids": []},
         )
         return cls(data)
 
