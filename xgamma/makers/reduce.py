@@ -199,13 +199,19 @@ def _reduce_part(observations, target, makers, cutout_width, store, wanted):
                     _add_piece(totals.setdefault(tile, ([], {}, {})), obs_id, piece, store.tile_block_shape(tile))
     summed = {}
     for tile, (obs_ids, blocks, gti) in totals.items():
-        piece = {name: _cropped(block, box) for name, (block, box) in blocks.items()}
+        piece = {name: _cropped(entry) for name, entry in blocks.items()}
         summed[tile] = (obs_ids, piece | ({GTI_KEY: gti} if gti else {}))
     return summed
 
 
 def _add_piece(total, obs_id, piece, block_shape):
-    """Add one observation's piece to a tile's running ``(obs_ids, {name: (block, box)}, gti)``."""
+    """Add one observation's piece to a tile's running ``(obs_ids, {name: [box, values, is_block]}, gti)``.
+
+    A tile's first piece is kept as a copy of its own box; a second one starts
+    a zeroed block of the tile's shape that both are added into. Parts often
+    hold a tile's only piece (a lone pointing): it is copied once, not added
+    into a block and cropped out again.
+    """
     obs_ids, blocks, gti = total
     obs_ids.append(obs_id)
     for name, value in piece.items():
@@ -214,10 +220,16 @@ def _add_piece(total, obs_id, piece, block_shape):
             continue
         where, values = value
         if name not in blocks:
-            blocks[name] = (np.zeros(block_shape[name], dtype=values.dtype), where)
-        block, box = blocks[name]
-        block[where] += values
-        blocks[name] = (block, _union(box, where))
+            blocks[name] = [where, values.copy(), False]  # a copy: the observation's sums are released
+            continue
+        entry = blocks[name]
+        box, held, is_block = entry
+        if not is_block:
+            block = np.zeros(block_shape[name], dtype=held.dtype)
+            block[box] += held
+            entry[1:] = [block, True]
+        entry[1][where] += values
+        entry[0] = _union(box, where)
 
 
 def _union(a, b) -> tuple:
@@ -231,8 +243,10 @@ def _max_stop(x, y):
     return None if x is None or y is None else max(x, y)
 
 
-def _cropped(block, box):
-    return box, block[box].copy()  # only the covered part travels to the tile's writer
+def _cropped(entry):
+    """``(box, values)`` of an `_add_piece` entry: only the covered part travels to the tile's writer."""
+    box, values, is_block = entry
+    return box, (values[box].copy() if is_block else values)
 
 
 def _pieces_for(summed, tiles):
