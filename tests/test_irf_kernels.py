@@ -6,6 +6,7 @@ import xarray as xr
 from astropy.coordinates import SkyCoord
 
 from xgamma.axes import MapAxis
+from xgamma.data import DataStore
 from xgamma.geom import WcsGeom
 from xgamma.irf import EffectiveAreaTable2D
 from xgamma.irf.background import power_law_segments_by_row, power_law_segments_from_log
@@ -63,3 +64,17 @@ def test_power_law_segments_by_row_equals_the_last_axis_form():
     expected = power_law_segments_from_log(x, log_y.T, LOG_FLOOR).T
     np.testing.assert_array_equal(by_row, expected)
     assert np.all(by_row[:, :20] == 0) and np.all(np.isfinite(by_row[:, 40:60]))
+
+
+def test_axes_kept_from_the_file_equal_the_ones_rebuilt_from_the_coordinates(data_dir):
+    # IRFs read from a file keep the axes built from its columns: they must be the axes
+    # the labelled table describes (the form every other IRF rebuilds them from)
+    observation = DataStore.from_dir(data_dir / "hess-dl3-dr1").get_observations([23523])[0]
+    for name in ("aeff", "edisp", "psf", "bkg"):
+        irf = getattr(observation, name)
+        rebuilt = {dim: MapAxis.from_coords(irf.data, dim) for dim in irf.axis_names}
+        assert list(irf.axes) == list(rebuilt)
+        for dim, axis in irf.axes.items():
+            assert axis == rebuilt[dim] and axis.unit == rebuilt[dim].unit and axis.interp == rebuilt[dim].interp
+            np.testing.assert_array_equal(axis.center.value, rebuilt[dim].center.value)
+            np.testing.assert_array_equal(axis.edges_min.value, rebuilt[dim].edges_min.value)

@@ -284,7 +284,7 @@ class Background3D(_Background):
         (values, unit, dims), = table.data.values()
         if dims[0] == "ENERG" and table.axes["DETX"][0].size == table.axes["DETY"][0].size:
             dims = ("ENERG", "DETX", "DETY")  # C order of the recommended axis order (see the class docstring)
-        return cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data))
+        return cls._from_table(table, values, unit, dims, hdu_data)
 
     @classmethod
     def _meta_from_header(cls, hdu_data) -> dict:

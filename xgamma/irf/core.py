@@ -413,7 +413,16 @@ class IRF:
         """
         table = read_irf_table(hdu_data, axes=tuple(cls.gadf_axes), data_columns=[cls.data_column])
         (values, unit, dims), = table.data.values()
-        return cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data))
+        return cls._from_table(table, values, unit, dims, hdu_data)
+
+    @classmethod
+    def _from_table(cls, table, values, unit, dims, hdu_data):
+        """The IRF of one data column, its axes kept as built from the file (not rebuilt from coordinates)."""
+        axes = cls._axes_from_table(table, hdu_data)
+        irf = cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data, axes))
+        by_name = {axis.name: axis for axis in axes.values()}
+        irf._axes = {name: by_name[name] for name in cls.axis_names}
+        return irf
 
     @classmethod
     def read(cls, path, hdu):
@@ -438,8 +447,8 @@ class IRF:
         return axes
 
     @classmethod
-    def _dataarray(cls, table, values, unit, dims, default_unit, hdu_data) -> xr.DataArray:
-        axes = cls._axes_from_table(table, hdu_data)
+    def _dataarray(cls, table, values, unit, dims, default_unit, hdu_data, axes=None) -> xr.DataArray:
+        axes = cls._axes_from_table(table, hdu_data) if axes is None else axes
         coords = {}
         for axis in axes.values():
             coords.update(axis.to_coords())
