@@ -81,9 +81,10 @@ def lonlat_deg(coords, frame):
         In deg, broadcast to a common shape.
     """
     if isinstance(coords, SkyCoord):
-        if isinstance(frame, str) and frame == "icrs" and coords.frame.name == "icrs":  # nothing to transform: pointings
-            return np.asarray(coords.ra.deg), np.asarray(coords.dec.deg)
-        sph = coords.transform_to(frame).represent_as(UnitSphericalRepresentation)
+        name = frame if isinstance(frame, str) else frame.name
+        # frames without attributes (no equinox, obstime): the same name is the same frame, nothing to transform
+        same = name in ("icrs", "galactic") and coords.frame.name == name
+        sph = (coords if same else coords.transform_to(frame)).represent_as(UnitSphericalRepresentation)
         return np.asarray(sph.lon.deg), np.asarray(sph.lat.deg)
     try:
         lon, lat = coords
