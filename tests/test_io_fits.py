@@ -118,3 +118,45 @@ def test_tables_the_fast_reader_declines_still_read(tmp_path):
     hdu = read_hdus(path, ["matrix"])["matrix"]
     assert [len(row) for row in hdu.column("MATRIX")] == [3, 1]
     np.testing.assert_array_equal(hdu.column("N_GRP"), [1, 1])
+
+
+@pytest.mark.parametrize("path", [HESS, PROD5, "cta-1dc/data/baseline/gps/gps_baseline_110380.fits",
+                                  "magic/rad_max/data/20131004_05029747_DL3_CrabNebula-W0.40+035.fits"])
+def test_keywords_parsed_without_astropy_equal_astropy_values(data_dir, path):
+    from xgamma.io.fits import _open_bytes, _read_tables, _read_with_astropy
+
+    path = str(data_dir / path)
+    indices = _tables(path)
+    raw = _open_bytes(path)
+    fast, slow = _read_tables(raw, indices, path), _read_with_astropy(raw, indices, path)
+    for k in indices:
+        assert fast[k].cards is not None
+        expected = {}
+        for key, value in slow[k].header.items():
+            if key not in ("COMMENT", "HISTORY", "") and key not in expected:
+                expected[key] = value
+        got = dict(fast[k].keywords)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert type(got[key]) is type(value) and got[key] == value, (key, got[key], value)
+        # and the astropy header is still there when asked for
+        assert fast[k].header["EXTNAME"] == slow[k].header["EXTNAME"]
+
+
+def test_keyword_values_of_every_kind():
+    from xgamma.io.fits import _cards
+
+    header = fits.Header()
+    header["ANINT"], header["AFLOAT"], header["ABOOL"], header["ASTR"] = 42, -1.5e-3, False, "it''s  "
+    header["ACPLX"], header["NUMSTR"], header["EMPTY"] = complex(1, -2), "123", None
+    header["LONGSTR"] = "x" * 100  # written with CONTINUE cards
+    header.append(("ANINT", 7))  # a repeated keyword keeps its first value
+    cards, complete = _cards(header.tostring().encode("ascii"))
+    assert complete
+    assert cards["ANINT"] == 42 and type(cards["ANINT"]) is int
+    assert cards["AFLOAT"] == -1.5e-3 and cards["ABOOL"] is False
+    assert cards["ASTR"] == header["ASTR"] and cards["NUMSTR"] == "123"
+    assert cards["ACPLX"] == complex(1, -2) and cards["EMPTY"] is None
+    assert cards["LONGSTR"] == "x" * 100
+    header["HIERARCH ESO DET"] = 1
+    assert not _cards(header.tostring().encode("ascii"))[1]  # not understood: astropy reads those

@@ -104,7 +104,7 @@ class EventList:
             raise DL3FileError(
                 f"{where}: events table lacks required column(s) {missing} (has {sorted(hdu_data.columns)})"
             )
-        time_attrs = time_ref_attrs(hdu_data.header, *fallback_headers, where=where)
+        time_attrs = time_ref_attrs(hdu_data.keywords, *fallback_headers, where=where)
         data_vars = {}
         for name, unit in hdu_data.columns.items():
             lname = name.lower()
@@ -124,7 +124,7 @@ class EventList:
             data_vars[lname] = (dims, values, {"units": unit} if unit else {})
         time_attrs["TIMEUNIT"] = "s"
         data_vars["time"][2].update(time_attrs)
-        attrs = header_to_dict(hdu_data.header) | time_attrs
+        attrs = header_to_dict(hdu_data.keywords) | time_attrs
         if obs_id is not None:
             attrs.setdefault("OBS_ID", int(obs_id))
         return cls(xr.Dataset(data_vars, attrs=attrs))

@@ -119,7 +119,7 @@ class GTI:
         missing = [c for c in ("START", "STOP") if c not in hdu_data.columns]
         if missing:
             raise DL3FileError(f"{where}: GTI table lacks column(s) {missing} (has {sorted(hdu_data.columns)})")
-        attrs = time_ref_attrs(hdu_data.header, *fallback_headers, where=where)
+        attrs = time_ref_attrs(hdu_data.keywords, *fallback_headers, where=where)
         start, stop = (
             hdu_data.column(name).astype(np.float64) * u.Unit(hdu_data.columns[name] or attrs["TIMEUNIT"]).to(u.s)
             for name in ("START", "STOP")

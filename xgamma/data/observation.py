@@ -233,7 +233,7 @@ class Observation:
             for location in locations:
                 hdu = hdus[location.hdu_name]
                 self._hdus[location.hdu_type] = hdu
-                self._headers[location.hdu_type] = hdu.header
+                self._headers[location.hdu_type] = hdu.keywords
 
     def load(self) -> "Observation":
         """Read every HDU of this observation into memory, each file opened once.
@@ -274,8 +274,8 @@ class Observation:
             self._hdus.pop(hdu_type, None)  # the object replaces the raw table
         return self._objects[hdu_type]
 
-    def _header(self, hdu_type) -> fits.Header:
-        """Header of one HDU, read alone if the HDU is not loaded."""
+    def _header(self, hdu_type):
+        """Header values of one HDU (a mapping keyword -> value), read alone if the HDU is not loaded."""
         if hdu_type not in self._headers:
             self._headers[hdu_type] = _read_header(self._location(hdu_type), self.obs_id)
         return self._headers[hdu_type]
@@ -295,7 +295,7 @@ class Observation:
         return self._get("events", lambda hdu: EventList.from_hdu(hdu, self.meta, obs_id=self.obs_id))
 
     def _build_gti(self, hdu):
-        header = hdu.header
+        header = hdu.keywords
         complete = "TIMESYS" in header and ("MJDREFI" in header or "MJDREF" in header)
         fallbacks = [] if complete or "events" not in self.locations else [self._header("events")]
         return GTI.from_hdu(hdu, *fallbacks, self.meta, obs_id=self.obs_id)

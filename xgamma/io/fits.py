@@ -42,16 +42,35 @@ class HDUData:
 
     For tables, ``data`` is a record array with one field per column (the
     stored values: astropy's ``FITS_rec`` or a NumPy view of the file's
-    bytes); use `column` for the physical values of one column.
+    bytes); use `column` for the physical values of one column, and
+    `keywords` to look header values up.
     """
 
-    header: fits.Header
+    raw_header: fits.Header | str  # the header, or its text until `header` is first asked for
     data: np.ndarray | None
     name: str
     filename: str
     columns: dict = field(default_factory=dict)  # column name (upper case) -> unit string, in table order
     #: column name (upper case) -> (TSCAL, TZERO), for raw tables only (``FITS_rec`` applies them itself)
     scaling: dict = field(default_factory=dict)
+    #: keyword -> value of the valued cards, parsed without astropy (None: use the astropy header)
+    cards: dict | None = None
+
+    @property
+    def header(self) -> fits.Header:
+        """The astropy header (parsed on first use)."""
+        if isinstance(self.raw_header, str):
+            self.raw_header = fits.Header.fromstring(self.raw_header)
+        return self.raw_header
+
+    @property
+    def keywords(self):
+        """Read-only mapping keyword -> value of the header (first occurrence of a repeated keyword).
+
+        The same values as `header` gives, from a plain dict when the fast
+        reader parsed the cards (astropy parses a card's value slowly).
+        """
+        return self.cards if self.cards is not None else self.header
 
     def column(self, name: str) -> np.ndarray:
         """Physical values of a table column (case-insensitive name).
@@ -114,21 +133,66 @@ _TFORM = re.compile(r"^\s*(\d*)([A-Z])\s*$")
 _STRING = re.compile(r"^\s*'((?:[^']|'')*)'")  # a quoted header string ('' is an escaped quote)
 
 
-def _cards(block: bytes) -> dict:
-    """Keyword -> raw value text of each ``KEY = value / comment`` card of a header (no astropy parsing)."""
-    cards = {}
+def _cards(block: bytes) -> tuple[dict, bool]:
+    """Keyword -> value of each ``KEY = value / comment`` card of a header, parsed without astropy.
+
+    Values are typed as astropy types them (str, bool, int, float, complex;
+    None for an undefined value); long strings are joined across CONTINUE
+    cards, and a repeated keyword keeps its first value. Also returns whether
+    every valued card was understood (HIERARCH cards, for one, are not).
+    """
+    cards, complete, last = {}, True, None
     for start in range(0, len(block), _CARD):
-        card = block[start : start + _CARD]
-        if card[8:10] == b"= ":
-            value = card[10:].decode("ascii", errors="replace")
-            string = _STRING.match(value)
-            value = string.group(1).replace("''", "'").rstrip() if string else value.split("/", 1)[0].strip()
-            cards[card[:8].decode("ascii", errors="replace").strip()] = value
-    return cards
+        card = block[start : start + _CARD].decode("ascii", errors="replace")
+        if card[8:10] == "= ":
+            key = card[:8].strip()
+            value, understood = _card_value(card[10:])
+            complete &= understood
+            last = key if key not in cards and isinstance(value, str) else None
+            cards.setdefault(key, value)
+        elif card.startswith("CONTINUE") and last is not None and cards[last].endswith("&"):
+            string = _STRING.match(card[8:])
+            if string is None:
+                complete = False
+                continue
+            cards[last] = cards[last][:-1] + string.group(1).replace("''", "'").rstrip()
+        elif card.startswith("HIERARCH"):
+            complete = False
+    return cards, complete
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+
+
+def _card_value(text: str):
+    """``(value, understood)`` of the text after ``= `` in a card."""
+    string = _STRING.match(text)
+    if string:
+        return string.group(1).replace("''", "'").rstrip(), True
+    text = text.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T", True
+    if _INT.match(text):
+        return int(text), True
+    if _FLOAT.match(text):
+        return float(text.replace("D", "E").replace("d", "e")), True
+    if text == "":
+        return None, True
+    if text.startswith("(") and text.endswith(")"):
+        try:
+            real, imag = (float(v.replace("D", "E").replace("d", "e")) for v in text[1:-1].split(","))
+            return complex(real, imag), True
+        except ValueError:
+            pass
+    return text, False
 
 
 def _scan_hdus(raw: bytes):
-    """Yield ``(header bytes, cards, data offset, data size)`` of each HDU; raise ValueError when malformed."""
+    """Yield ``(header bytes, keywords, cards, data offset, data size)`` of each HDU; raise ValueError when malformed.
+
+    ``keywords`` are the cards when all were understood, else None.
+    """
     offset = 0
     while offset < len(raw):
         end = offset
@@ -140,14 +204,14 @@ def _scan_hdus(raw: bytes):
                 break
             end += 1
         header = raw[offset : end + _CARD]
-        cards = _cards(header)
+        cards, complete = _cards(header)
         naxis = int(cards.get("NAXIS", 0))
         size = 0
         if naxis:
             size = abs(int(cards["BITPIX"])) // 8 * int(np.prod([int(cards[f"NAXIS{i}"]) for i in range(1, naxis + 1)]))
             size = (size + int(cards.get("PCOUNT", 0))) * int(cards.get("GCOUNT", 1))
         data_offset = offset + -(-(end + _CARD - offset) // _BLOCK) * _BLOCK
-        yield header, cards, data_offset, size
+        yield header, (cards if complete else None), cards, data_offset, size
         offset = data_offset + -(-size // _BLOCK) * _BLOCK
 
 
@@ -155,11 +219,11 @@ def _table_dtype(cards: dict):
     """Record dtype of a binary table of fixed-width columns, or None when it has others (VLA, bits, complex...)."""
     fields, scaling, units = [], {}, {}
     for i in range(1, int(cards["TFIELDS"]) + 1):
-        match = _TFORM.match(cards.get(f"TFORM{i}", ""))
+        match = _TFORM.match(str(cards.get(f"TFORM{i}", "")))
         if match is None or match.group(2) not in _TFORM_TYPES:
             return None
         repeat = int(match.group(1) or 1)
-        name = cards.get(f"TTYPE{i}", f"COL{i}").strip()
+        name = str(cards.get(f"TTYPE{i}", f"COL{i}")).strip()
         if repeat == 0 or not name or name.upper() in units:
             return None
         if match.group(2) == "A":
@@ -169,14 +233,14 @@ def _table_dtype(cards: dict):
         else:
             shape = (repeat,) if repeat > 1 else ()
             if f"TDIM{i}" in cards:  # FITS lists the fastest axis first: NumPy's order is the reverse
-                shape = tuple(int(n) for n in cards[f"TDIM{i}"].strip("() ").split(","))[::-1]
+                shape = tuple(int(n) for n in str(cards[f"TDIM{i}"]).strip("() ").split(","))[::-1]
                 if int(np.prod(shape)) != repeat:
                     return None
             fields.append((name, _TFORM_TYPES[match.group(2)], shape))
         scale, zero = float(cards.get(f"TSCAL{i}", 1)), float(cards.get(f"TZERO{i}", 0))
         if (scale, zero) != (1.0, 0.0):
             scaling[name.upper()] = (scale, zero)
-        units[name.upper()] = cards.get(f"TUNIT{i}", "").strip()
+        units[name.upper()] = str(cards.get(f"TUNIT{i}", "")).strip()
     dtype = np.dtype(fields)
     return (dtype, scaling, units) if dtype.itemsize == int(cards["NAXIS1"]) else None
 
@@ -187,23 +251,22 @@ def _read_tables(raw: bytes, requests, path: str) -> dict | None:
         hdus = list(_scan_hdus(raw))
     except (ValueError, KeyError):
         return None
-    names = [cards.get("EXTNAME", "PRIMARY" if k == 0 else "").strip().upper() for k, (_, cards, _, _) in enumerate(hdus)]
+    names = [str(cards.get("EXTNAME", "PRIMARY" if k == 0 else "")).strip().upper() for k, (*_, cards, _, _) in enumerate(hdus)]
     out = {}
     for request in requests:
         key = _hdu_key(request)
         index = key if isinstance(key, int) else (names.index(key) if key in names else None)
         if index is None or not 0 <= index < len(hdus):
             return None  # astropy names what is missing
-        header, cards, offset, size = hdus[index]
-        if cards.get("XTENSION", "").strip() != "BINTABLE" or offset + size > len(raw):
+        header, keywords, cards, offset, size = hdus[index]
+        if cards.get("XTENSION", "") != "BINTABLE" or offset + size > len(raw):
             return None
         layout = _table_dtype(cards)
         if layout is None:
             return None
         dtype, scaling, units = layout
         data = np.frombuffer(raw, dtype=dtype, count=int(cards["NAXIS2"]), offset=offset)
-        out[request] = HDUData(fits.Header.fromstring(header.decode("ascii", errors="replace")), data, names[index],
-                               path, units, scaling)
+        out[request] = HDUData(header.decode("ascii", errors="replace"), data, names[index], path, units, scaling, keywords)
     return out
 
 
@@ -310,7 +373,7 @@ def _find_axis_column(columns, axis, path, hdu):
 def _axis_order(hdu_data: HDUData, aliases: dict) -> list:
     """GADF axis names in FITS (fastest-first) order: from CREF, else column order."""
     by_alias = {alias: axis for axis, alias in aliases.items()}
-    header = hdu_data.header
+    header = hdu_data.keywords
     for key in header:  # keywords only: astropy parses a card's value when it is asked for
         value = header[key] if key.startswith("CREF") else None
         if isinstance(value, str):

@@ -465,7 +465,7 @@ class IRF:
 
     @classmethod
     def _meta_from_header(cls, hdu_data) -> dict:
-        header = hdu_data.header
+        header = hdu_data.keywords
         meta = {"hdu_class": cls.tag, "filename": str(hdu_data.filename), "hdu": str(hdu_data.name)}
         meta["hduclas3"] = str(header.get("HDUCLAS3", "FULL-ENCLOSURE")).strip().upper()
         for key in _META_KEYS:

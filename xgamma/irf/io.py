@@ -129,10 +129,10 @@ def load_irf(hdu_data: HDUData, hdu_class: str | None = None):
     """
     where = f"{hdu_data.filename}[{hdu_data.name}]"
     if hdu_class is None:
-        hdu_class = hdu_class_from_header(hdu_data.header, where)
+        hdu_class = hdu_class_from_header(hdu_data.keywords, where)
     cls = irf_class(hdu_class, where)
     try:
-        from_header = hdu_class_from_header(hdu_data.header)
+        from_header = hdu_class_from_header(hdu_data.keywords)
     except IRFClassError:
         from_header = None
     if from_header is not None and from_header != cls.tag:
