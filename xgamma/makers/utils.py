@@ -33,7 +33,7 @@ import numpy as np
 from astropy.coordinates import AltAz, SkyCoord
 
 from ..irf.background import power_law_segments_by_row
-from ..irf.core import CANONICAL_AXIS_UNITS, LOG_FLOOR, interpolate, interpolate_scaled
+from ..irf.core import CANONICAL_AXIS_UNITS, LOG_FLOOR, interpolate_scaled
 from ..units import to_value
 
 __all__ = [
