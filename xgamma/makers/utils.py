@@ -440,11 +440,14 @@ def make_psf(psf, geom, pointing, energy_axis_true, rad_axis) -> np.ndarray:
     """
     energy = energy_axis_true.center.to_value("TeV")
     rad = rad_axis.center.to_value("deg")
-    if "rad" not in psf.axis_names:  # analytic PSFs: no rad table, evaluate directly
-        offset = _offset(geom, pointing)[None, None]
-        return psf.evaluate(energy_true=energy[:, None, None, None], offset=offset,
-                            rad=rad[None, :, None, None]).to_value("sr-1")
-    table = _on_offset_nodes(psf, energy_true=energy, rad=rad)  # (energy_true, rad, offset nodes)
+    if "rad" not in psf.axis_names:
+        # analytic PSFs: a sum over the surrounding table nodes, weighted linearly in offset; evaluated
+        # at the offset nodes once, then weighted per pixel (the same sum, not 600 ms of it per cutout)
+        nodes = psf.axes["offset"].center.to_value("deg")
+        table = psf.evaluate(energy_true=energy[:, None, None], offset=nodes[None, None, :],
+                             rad=rad[None, :, None]).to_value("sr-1")  # (energy_true, rad, offset nodes)
+    else:
+        table = _on_offset_nodes(psf, energy_true=energy, rad=rad)  # (energy_true, rad, offset nodes)
     return _interpolate_offset(psf, table, _offset(geom, pointing))
 
 
