@@ -645,11 +645,10 @@ class WcsGeom:
             for ax in self._axes
         ]
         geom = WcsGeom(wcs, npix, axes)
-        geom._header_string = _edit_cards(self.to_header_string(), {
+        # the child's header differs from ours only by CRPIX and NAXIS: edit, don't rebuild
+        geom._keep_header_string(_edit_cards(self.to_header_string(), {
             "NAXIS1": npix[0], "NAXIS2": npix[1], "CRPIX1": float(wcs.wcs.crpix[0]), "CRPIX2": float(wcs.wcs.crpix[1]),
-        })
-        # maps cut out on this grid name it by that header: reading them back needs no WCS parsing
-        _remember_header(geom._header_string, tuple(int(n) for n in npix), geom.to_image())
+        }))
         return geom
 
     def to_image(self) -> "WcsGeom":
@@ -701,10 +700,13 @@ class WcsGeom:
         This is the form stored in the ``wcs`` attr of every WCS map.
         """
         if "_header_string" not in self.__dict__:  # the grid never changes: build it once
-            self._header_string = "\n".join(str(card).rstrip() for card in self.to_header().cards)
-            # maps made on this grid name it by this text: reading them back needs no WCS parsing
-            _remember_header(self._header_string, tuple(int(n) for n in self._npix), self.to_image())
+            self._keep_header_string("\n".join(str(card).rstrip() for card in self.to_header().cards))
         return self._header_string
+
+    def _keep_header_string(self, text: str) -> None:
+        self._header_string = text
+        # maps made on this grid name it by this text: reading them back needs no WCS parsing
+        _remember_header(text, tuple(int(n) for n in self._npix), self.to_image())
 
     def to_dataarray(self, data=None, unit="", name=None, dtype=None, chunks=None) -> xr.DataArray:
         """A map on this geometry.

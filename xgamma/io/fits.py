@@ -189,10 +189,7 @@ def _card_value(text: str):
 
 
 def _scan_hdus(raw: bytes):
-    """Yield ``(header bytes, keywords, cards, data offset, data size)`` of each HDU; raise ValueError when malformed.
-
-    ``keywords`` are the cards when all were understood, else None.
-    """
+    """Yield ``(header bytes, cards, all cards understood, data offset, data size)`` of each HDU; raise ValueError when malformed."""
     offset = 0
     while offset < len(raw):
         end = offset
@@ -211,7 +208,7 @@ def _scan_hdus(raw: bytes):
             size = abs(int(cards["BITPIX"])) // 8 * int(np.prod([int(cards[f"NAXIS{i}"]) for i in range(1, naxis + 1)]))
             size = (size + int(cards.get("PCOUNT", 0))) * int(cards.get("GCOUNT", 1))
         data_offset = offset + -(-(end + _CARD - offset) // _BLOCK) * _BLOCK
-        yield header, (cards if complete else None), cards, data_offset, size
+        yield header, cards, complete, data_offset, size
         offset = data_offset + -(-size // _BLOCK) * _BLOCK
 
 
@@ -251,14 +248,14 @@ def _read_tables(raw: bytes, requests, path: str) -> dict | None:
         hdus = list(_scan_hdus(raw))
     except (ValueError, KeyError):
         return None
-    names = [str(cards.get("EXTNAME", "PRIMARY" if k == 0 else "")).strip().upper() for k, (*_, cards, _, _) in enumerate(hdus)]
+    names = [str(cards.get("EXTNAME", "PRIMARY" if k == 0 else "")).strip().upper() for k, (_, cards, *_) in enumerate(hdus)]
     out = {}
     for request in requests:
         key = _hdu_key(request)
         index = key if isinstance(key, int) else (names.index(key) if key in names else None)
         if index is None or not 0 <= index < len(hdus):
             return None  # astropy names what is missing
-        header, keywords, cards, offset, size = hdus[index]
+        header, cards, complete, offset, size = hdus[index]
         if cards.get("XTENSION", "") != "BINTABLE" or offset + size > len(raw):
             return None
         layout = _table_dtype(cards)
@@ -266,6 +263,7 @@ def _read_tables(raw: bytes, requests, path: str) -> dict | None:
             return None
         dtype, scaling, units = layout
         data = np.frombuffer(raw, dtype=dtype, count=int(cards["NAXIS2"]), offset=offset)
+        keywords = cards if complete else None  # else astropy parses them
         out[request] = HDUData(header.decode("ascii", errors="replace"), data, names[index], path, units, scaling, keywords)
     return out
 

@@ -479,7 +479,7 @@ class StackStore:
     def read_sums(self, tile: Tile | None = None) -> xr.Dataset:
         """Current sums, of one tile or of the whole store, in memory."""
         tiles = [tile] if tile is not None else [t for layer in self.layers for t in self.tiles(layer)]
-        attrs = {name: dict(array.attrs) for name, array in self._group("sums").arrays()}
+        attrs = {name: dict(meta.attributes) for name, meta in self._metadata["sums"].items()}
         variables = {}
         for name, (dims, shape, layer) in self.arrays.items():
             if tile is None:

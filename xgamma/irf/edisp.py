@@ -99,8 +99,9 @@ class EnergyDispersion2D(IRF):
             Dims (``energy_true``, ``offset``), dimensionless; <= 1 for a
             proper density.
         """
-        width = self._data.migra_max - self._data.migra_min
-        return (self._data * width).sum("migra")
+        integral = self._data.isel(migra=0, drop=True).copy(data=self._integral_migra_values())
+        integral.attrs = {}
+        return integral
 
     def _integral_migra_values(self):
         """`integral_migra` as a plain array (energy_true, offset); NaN values count as 0."""
