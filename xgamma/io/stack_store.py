@@ -59,7 +59,9 @@ from .zarr import json_attrs
 
 __all__ = ["LAYERS", "StackStore", "Tile"]
 
-_FAST_CODEC = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+#: LZ4 without byte shuffling: tiles are rewritten at every update, and shuffling doubles the cost of
+#: compressing and decompressing them (single-threaded, as in zarr's codec threads) for 10-15 % less space
+_FAST_CODEC = BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")
 
 #: spatial dims of each tile layer
 LAYERS = {"main": SPATIAL, "irf": IRF_SPATIAL, "scalar": ()}
@@ -546,7 +548,7 @@ def _array_metadata(dims, shape, chunks, dtype, attrs) -> ArrayV3Metadata:
     Unwritten chunks read as zero (the Zarr fill value); the ``_FillValue``
     attr (NaN for floats, none otherwise) tells xarray that zero is not a
     missing value. Tiles are rewritten at every update, so a fast codec
-    beats a dense one.
+    (`_FAST_CODEC`) beats a dense one.
     """
     dtype = np.dtype(dtype)
     attrs = json_attrs({k: v for k, v in attrs.items() if v is not None})
