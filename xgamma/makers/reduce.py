@@ -207,10 +207,12 @@ def _reduce_part(observations, target, makers, cutout_width, store, wanted):
 def _add_piece(total, obs_id, piece, block_shape):
     """Add one observation's piece to a tile's running ``(obs_ids, {name: [box, values, is_block]}, gti)``.
 
-    A tile's first piece is kept as a copy of its own box; a second one starts
-    a zeroed block of the tile's shape that both are added into. Parts often
-    hold a tile's only piece (a lone pointing): it is copied once, not added
-    into a block and cropped out again.
+    A tile's first piece is kept as it is (a view of the observation's sums,
+    which nothing writes to); a second one starts a zeroed block of the
+    tile's shape that both are added into. Parts often hold a tile's only
+    piece (a lone pointing): it is not copied, added into a block and
+    cropped out again. Memory stays bounded by the part: a view keeps its
+    observation's sums alive only until the part is done.
     """
     obs_ids, blocks, gti = total
     obs_ids.append(obs_id)
@@ -220,13 +222,13 @@ def _add_piece(total, obs_id, piece, block_shape):
             continue
         where, values = value
         if name not in blocks:
-            blocks[name] = [where, values.copy(), False]  # a copy: the observation's sums are released
+            blocks[name] = [where, values, False]
             continue
         entry = blocks[name]
         box, held, is_block = entry
         if not is_block:
             block = np.zeros(block_shape[name], dtype=held.dtype)
-            block[box] += held
+            block[box] = held
             entry[1:] = [block, True]
         entry[1][where] += values
         entry[0] = _union(box, where)
@@ -246,7 +248,7 @@ def _max_stop(x, y):
 def _cropped(entry):
     """``(box, values)`` of an `_add_piece` entry: only the covered part travels to the tile's writer."""
     box, values, is_block = entry
-    return box, (values[box].copy() if is_block else values)
+    return box, (values[box] if is_block else values)
 
 
 def _pieces_for(summed, tiles):
