@@ -304,6 +304,30 @@ def test_image_and_cube():
     np.testing.assert_allclose(sub.axes[0].edges_min.value, ENERGY.edges_min.value[1:3])
 
 
+@pytest.mark.parametrize("frame, proj, center", [("icrs", "CAR", (83.6, 22.0)), ("galactic", "TAN", (0, 0)),
+                                                  ("icrs", "CAR", (329.7, -30.2))])
+def test_cutout_pixel_centres_taken_from_the_parent_equal_their_own(frame, proj, center):
+    geom = WcsGeom.create(skydir=center, width=(6, 4), binsz=0.02, frame=frame, proj=proj, axes=[ENERGY])
+    cut = geom.slice_by_idx({"y": slice(20, 170), "x": slice(33, 283)})
+    y, x = np.indices(cut.data_shape[-2:], dtype=float)
+    lon, lat = cut.pix_to_coord(x, y)  # computed from the cutout's own WCS
+    np.testing.assert_array_equal(cut.get_coord()[0], lon)
+    np.testing.assert_array_equal(cut.get_coord()[1], lat)
+    # a grid read back from the cutout's header shares them
+    again = WcsGeom.from_header(cut.to_header_string(), npix=cut.npix)
+    np.testing.assert_array_equal(again.get_coord()[1], lat)
+    assert not again.get_coord()[0].flags.writeable
+
+
+def test_to_variable_checks_the_shape_and_names_the_grid():
+    geom = WcsGeom.create((0, 0), width=2, binsz=0.5, axes=[ENERGY])
+    var = geom.to_variable(np.ones(geom.data_shape), unit="cm2 s", spatial=("y_irf", "x_irf"))
+    assert var.dims == ("energy", "y_irf", "x_irf") and var.attrs["units"] == "cm2 s"
+    assert WcsGeom.from_header(var.attrs["wcs"], npix=(4, 4)) == geom.to_image()
+    with pytest.raises(ValueError, match=r"does not match the geometry \(energy: 6, y: 4, x: 4\)"):
+        geom.to_variable(np.ones((3, 4, 5)))
+
+
 # ---- serialisation ------------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
 @given(geom=geoms())

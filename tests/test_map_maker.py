@@ -160,6 +160,9 @@ def test_missing_irf_is_named(observations, template):
         MapDatasetMaker().run(template.cutout(obs.pointing, 5), stripped)
     dataset = MapDatasetMaker(selection=["counts", "exposure"]).run(template.cutout(obs.pointing, 5), stripped)
     assert set(dataset.data.data_vars) == {"counts", "exposure", "mask_safe", "livetime"}
+    # only the coordinates of the products made (no PSF rad or IRF grid left over from the template)
+    assert set(dataset.data.dims) == {"energy", "energy_true", "y", "x"}
+    assert set(dataset.data.coords) == {f"{a}{s}" for a in ("energy", "energy_true") for s in ("", "_min", "_max")}
     with pytest.raises(ValueError, match="unknown selection"):
         MapDatasetMaker(selection=["count"]).run(template, obs)
 

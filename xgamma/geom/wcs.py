@@ -133,11 +133,7 @@ def make_dataarray(shape, dims, coords, attrs, data=None, dtype=None, name=None,
     else:
         if isinstance(data, u.Quantity):
             raise TypeError("pass plain values and the unit separately (data=q.value, unit=q.unit)")
-        if not hasattr(data, "shape"):
-            data = np.asarray(data)
-        if tuple(data.shape) != tuple(shape):
-            described = ", ".join(f"{d}: {n}" for d, n in zip(dims, shape))
-            raise ValueError(f"data shape {tuple(data.shape)} does not match the geometry ({described})")
+        data = _with_shape(data, shape, dims)
         if dtype is not None:
             data = data.astype(dtype)
         if chunks is not None:
@@ -148,6 +144,16 @@ def make_dataarray(shape, dims, coords, attrs, data=None, dtype=None, name=None,
     out = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs)
     out.name = name  # xarray would otherwise take a dask array's task name
     return out
+
+
+def _with_shape(data, shape, dims):
+    """``data`` as an array, checked to have ``shape`` (the message names the dims)."""
+    if not hasattr(data, "shape"):
+        data = np.asarray(data)
+    if tuple(data.shape) != tuple(shape):
+        described = ", ".join(f"{d}: {n}" for d, n in zip(dims, shape))
+        raise ValueError(f"data shape {tuple(data.shape)} does not match the geometry ({described})")
+    return data
 
 
 def _chunks(chunks, dims):
@@ -174,6 +180,9 @@ def _grid_cache(text, npix) -> dict:
     (pixel coordinates of a 500 x 500 grid take 4 MB)."""
     return {}
 
+
+#: Largest grid (pixels) whose pixel centres `WcsGeom.slice_by_idx` keeps for its cutouts (16 MB of coordinates)
+_MAX_CACHED_PARENT_PIXELS = 1_000_000
 
 #: (header text, npix) -> image geometry: map attrs repeat the same few headers, parse each once
 _HEADER_GEOMS: collections.OrderedDict = collections.OrderedDict()
@@ -646,9 +655,17 @@ class WcsGeom:
         ]
         geom = WcsGeom(wcs, npix, axes)
         # the child's header differs from ours only by CRPIX and NAXIS: edit, don't rebuild
-        geom._keep_header_string(_edit_cards(self.to_header_string(), {
+        text = _edit_cards(self.to_header_string(), {
             "NAXIS1": npix[0], "NAXIS2": npix[1], "CRPIX1": float(wcs.wcs.crpix[0]), "CRPIX2": float(wcs.wcs.crpix[1]),
-        }))
+        })
+        geom._keep_header_string(text)
+        if self._npix[0] * self._npix[1] <= _MAX_CACHED_PARENT_PIXELS:
+            # the pixel centres are the parent's (computed once for all cutouts of a target), shared with
+            # the grids `from_header` reads from this text
+            lon, lat = self.get_coord()
+            y, x = slice(*norm["y"]), slice(*norm["x"])
+            geom._cache = _grid_cache(text, npix)
+            geom._cache.setdefault("coord", (lon[y, x], lat[y, x]))
         return geom
 
     def to_image(self) -> "WcsGeom":
@@ -736,6 +753,25 @@ class WcsGeom:
             coords.update(ax.to_coords())
         attrs = {"units": unit_string(unit), "wcs": self.to_header_string()}
         return make_dataarray(self.data_shape, self.dims, coords, attrs, data, dtype, name, chunks)
+
+    def to_variable(self, data, unit="", spatial=SPATIAL_DIMS) -> xr.Variable:
+        """A map on this geometry as a bare `xarray.Variable`: no coordinates, so no indexes to build.
+
+        What datasets are assembled from when their coordinates are already
+        at hand (the makers take them from the template dataset).
+
+        Parameters
+        ----------
+        data : array-like
+            Values of shape `data_shape`, used as they are (not copied).
+        unit : str or `~astropy.units.Unit`
+            Stored as the ``units`` attr; the ``wcs`` attr names the grid.
+        spatial : tuple of str
+            Names of the two sky dims (``("y_irf", "x_irf")`` on IRF grids).
+        """
+        dims = self.dims[: -len(SPATIAL_DIMS)] + tuple(spatial)
+        data = _with_shape(data, self.data_shape, dims)
+        return xr.Variable(dims, data, {"units": unit_string(unit), "wcs": self.to_header_string()})
 
     def __getstate__(self):
         return {"header": self.to_header_string(), "npix": self._npix, "axes": self._axes}

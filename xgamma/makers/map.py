@@ -7,8 +7,8 @@ import xarray as xr
 
 from ..axes import MapAxis
 from ..data.observation import MissingHDUError
-from ..datasets.core import dataset_on_one_grid, gti_attr
-from ..datasets.map import MapDataset, irf_dataarray
+from ..datasets.core import gti_attr
+from ..datasets.map import IRF_DIMS, MapDataset
 from . import utils
 
 __all__ = ["MapDatasetMaker"]
@@ -129,45 +129,48 @@ class MapDatasetMaker:
         pointing = observation.pointing
         axis_true = dataset.energy_axis_true
         livetime = observation.livetime
+        # bare variables on the template's coordinates: no DataArray (and index) per product
         out = {
-            "mask_safe": geom.to_dataarray(np.ones(geom.data_shape, dtype=bool)),
-            "livetime": xr.DataArray(livetime.to_value("s"), attrs={"units": "s"}),
+            "mask_safe": geom.to_variable(np.ones(geom.data_shape, dtype=bool)),
+            "livetime": xr.Variable((), livetime.to_value("s"), {"units": "s"}),
         }
         if "counts" in selection:
-            out["counts"] = geom.to_dataarray(utils.bin_events(observation.events, geom))
+            out["counts"] = geom.to_variable(utils.bin_events(observation.events, geom))
         if "exposure" in selection:
             values = utils.make_exposure(observation.aeff, image, pointing, livetime, axis_true)
-            out["exposure"] = image.to_cube([axis_true]).to_dataarray(values, unit="cm2 s")
+            out["exposure"] = image.to_cube([axis_true]).to_variable(values, unit="cm2 s")
         if "background" in selection:
             values = utils.make_background(
                 observation.bkg, geom, pointing, observation.ontime, gti=observation.gti,
                 location=observation.observatory_location, rotation_step=self.fov_rotation_step,
                 oversampling=self.background_oversampling, energy_integration=self.background_energy_integration,
             )
-            out["background"] = geom.to_dataarray(values)
+            out["background"] = geom.to_variable(values)
         if {"psf", "edisp"} & set(selection):
             values = utils.make_exposure(observation.aeff, geom_irf, pointing, livetime, axis_true)
-            out["exposure_irf"] = irf_dataarray(geom_irf.to_cube([axis_true]), values, unit="cm2 s")
+            out["exposure_irf"] = geom_irf.to_cube([axis_true]).to_variable(values, unit="cm2 s", spatial=IRF_DIMS)
         if "psf" in selection:
             rad_axis = _axis(dataset, "rad")
             values = utils.make_psf(observation.psf, geom_irf, pointing, axis_true, rad_axis)
-            out["psf"] = irf_dataarray(geom_irf.to_cube([axis_true, rad_axis]), values, unit="sr-1")
+            out["psf"] = geom_irf.to_cube([axis_true, rad_axis]).to_variable(values, unit="sr-1", spatial=IRF_DIMS)
         if "edisp" in selection:
             out["edisp"] = self._edisp(dataset, observation, geom_irf, pointing, axis_true)
         attrs = dict(dataset.data.attrs, obs_ids=[observation.obs_id], gti=gti_attr(observation.gti))
         attrs["name"] = dataset.name or str(observation.obs_id)
         attrs.pop("fov_background_norm", None)
-        return MapDataset(dataset_on_one_grid(out, attrs))
+        used = {dim for var in out.values() for dim in var.dims}
+        coords = {name: coord.variable for name, coord in dataset.data.coords.items() if set(coord.dims) <= used}
+        return MapDataset(xr.Dataset(out, coords=coords, attrs=attrs))
 
     @staticmethod
     def _edisp(dataset, observation, geom_irf, pointing, axis_true):
         if dataset.edisp is not None and "migra" in dataset.edisp.dims:
             migra_axis = _axis(dataset, "migra")
             values = utils.make_edisp_migra(observation.edisp, geom_irf, pointing, axis_true, migra_axis)
-            return irf_dataarray(geom_irf.to_cube([axis_true, migra_axis]), values)
+            return geom_irf.to_cube([axis_true, migra_axis]).to_variable(values, spatial=IRF_DIMS)
         energy_axis = dataset.energy_axis
         values = utils.make_edisp_kernel(observation.edisp, geom_irf, pointing, axis_true, energy_axis)
-        return irf_dataarray(geom_irf.to_cube([axis_true, energy_axis]), values)
+        return geom_irf.to_cube([axis_true, energy_axis]).to_variable(values, spatial=IRF_DIMS)
 
 
 def _axis(dataset, name):
