@@ -225,6 +225,22 @@ def test_pickle_before_and_after_load(obs23523):
     assert many.ids == [23523, 23523]
 
 
+def test_pickle_ships_a_known_pointing_and_reads_nothing_for_it(hess, monkeypatch):
+    obs = hess.get_observations([23523])[0]
+    pointing = obs.pointing  # read here, e.g. on the client to find the tiles it touches
+    clone = pickle.loads(pickle.dumps(obs))
+
+    def no_reading(*args):
+        raise AssertionError("the pointing travelled with the observation; nothing should be read")
+
+    monkeypatch.setattr(observation_module, "_read_header", no_reading)
+    monkeypatch.setattr(observation_module, "read_hdus", no_reading)
+    assert (clone.pointing.ra.deg, clone.pointing.dec.deg) == (pointing.ra.deg, pointing.dec.deg)
+    assert list(clone._objects) == ["pointing"] and not clone._hdus and not clone._headers
+    # an observation whose pointing was never asked for ships none
+    assert "pointing" not in pickle.loads(pickle.dumps(hess.get_observations([23526])[0]))._objects
+
+
 def test_observations_container(hess):
     observations = hess.get_observations([23523, 23526, 23559])
     assert observations.ids == [23523, 23526, 23559]

@@ -176,11 +176,20 @@ class Observation:
 
     # ---- pickling: never ship the cache ----------------------------------
     def __getstate__(self):
-        return {"obs_id": self.obs_id, "locations": self.locations, "obs_info": self.obs_info, "meta": self.meta}
+        state = {"obs_id": self.obs_id, "locations": self.locations, "obs_info": self.obs_info, "meta": self.meta}
+        if "pointing" in self._objects:
+            # two numbers, and the first thing a worker asks for (to cut the target): not re-read there
+            pointing = self._objects["pointing"]
+            state["pointing_radec"] = (float(pointing.ra.deg), float(pointing.dec.deg))
+        return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        radec = state.pop("pointing_radec", None)
         self.__dict__.update(state)
         self._init_cache()
+        if radec is not None:
+            self._objects["pointing"] = SkyCoord(radec[0], radec[1], unit="deg", frame="icrs")
 
     # ---- reading ----------------------------------------------------------
     @property

@@ -506,7 +506,7 @@ class IRF:
     @property
     def unit(self) -> u.Unit:
         """Unit of `evaluate`'s output."""
-        return u.Unit(self.output_unit)
+        return parse_unit(self.output_unit)  # cached: the makers ask for it per evaluation
 
     @property
     def meta(self) -> dict:
