@@ -175,7 +175,8 @@ def group_target(group, binsz=0.02):
     pointings = _pointings(group)
     center = SkyCoord(pointings.cartesian.mean(), frame="icrs")
     center = SkyCoord(center.ra, center.dec, frame="icrs")
-    width = np.ceil((2 * center.separation(pointings).deg.max() + 5.1) * 10) / 10
+    # rounded first: a lone pointing's separation from itself (1e-14) must not add a 0.1 deg step
+    width = np.ceil(np.round((2 * center.separation(pointings).deg.max() + 5.1) * 10, 6)) / 10
     geom = WcsGeom.create(skydir=center, width=width, binsz=binsz, frame="icrs", proj="CAR", axes=[ENERGY])
     return MapDataset.create(geom, energy_axis_true=ENERGY_TRUE, binsz_irf=0.2)
 
