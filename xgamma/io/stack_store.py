@@ -453,6 +453,7 @@ class StackStore:
         else:  # never written: no need to read zeros
             arrays = self._arrays("sums")
             blocks = {n: np.zeros(shape, dtype=arrays[n].dtype) for n, shape in self.tile_block_shape(tile).items()}
+        fresh = set() if held else set(blocks)  # blocks still all zero: a piece is copied in, not added
         gti = dict(entry["gti"])
         for _, piece in new:
             for name, value in piece.items():
@@ -460,7 +461,11 @@ class StackStore:
                     gti.update(value)  # obs id -> intervals, not an array
                     continue
                 where, values = value
-                blocks[name][where] += values
+                if name in fresh:
+                    blocks[name][where] = values
+                    fresh.discard(name)
+                else:
+                    blocks[name][where] += values
         sums = self._arrays("sums")
         writes = [(sums[n], (1 - slot, *tile.index(self.arrays[n][0])), blocks[n]) for n in names]
         if finish:

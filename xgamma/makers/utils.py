@@ -379,8 +379,9 @@ def _interpolate_offset(irf, table, offset):
     """Interpolate ``table`` (..., noffset), on the IRF's offset nodes, linearly to the pixel ``offset`` (shape S).
 
     Returns shape ``(...) + S``, the makers' order: gathering the two nodes
-    of every pixel from each row of the small table writes it directly, with
-    the same products and sums as `interpolate` (0 beyond the offset range).
+    of every pixel from each row of the small table writes it directly. The
+    same linear interpolation as `interpolate` (equal to rounding, 0 beyond
+    the offset range).
     """
     grid = irf._grid()[irf.axis_names.index("offset")]
     offset = np.asarray(offset, dtype=float)
@@ -388,10 +389,11 @@ def _interpolate_offset(irf, table, offset):
     rows = table.reshape(-1, grid.nodes.size)
     values = rows.take(idx, axis=1)  # (rows, pixels); a single node: its value everywhere
     if grid.nodes.size > 1:
-        values *= 1.0 - weight
-        upper = rows.take(idx + 1, axis=1)
-        upper *= weight
-        values += upper
+        # lower + w (upper - lower), with the differences taken on the small table: one pass fewer
+        # over the output than (1 - w) lower + w upper
+        step = np.diff(rows, axis=1).take(idx, axis=1)
+        step *= weight
+        values += step
     if not grid.clamp and outside.any():
         values[:, outside] = 0.0
     return values.reshape(table.shape[:-1] + offset.shape)
