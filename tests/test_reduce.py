@@ -23,7 +23,7 @@ from xgamma.data import DataStore
 from xgamma.datasets import MapDataset, stack_datasets
 from xgamma.geom import WcsGeom
 from xgamma.io.stack_store import StackStore
-from xgamma.makers import FoVBackgroundMaker, MapDatasetMaker, ReductionError, reduce, reduce_observation
+from xgamma.makers import FoVBackgroundMaker, MapDatasetMaker, ReductionError, SafeMaskMaker, reduce, reduce_observation
 
 CRAB = (83.633, 22.014)
 RUNS = [23523, 23526, 23559, 23592]
@@ -83,6 +83,22 @@ def test_incremental_runs_add_only_new_observations(tmp_path, observations, in_m
     assert first.obs_ids == RUNS[:2]
     result = reduce(observations, make_target(), MAKERS, store=url, scheduler="sync", **OPTIONS)
     assert_same(result.data, in_memory)
+
+
+def test_a_target_holding_data_is_cut_not_changed(tmp_path, observations):
+    """The sums are made in place: a variable the makers keep from the target must be a copy of it."""
+    target = make_target()
+    rng = np.random.default_rng(3)
+    target.data["background"].values[...] = rng.uniform(1, 2, target.data["background"].shape)
+    kept = target.data["background"].values.copy()
+    makers = [SafeMaskMaker(methods=["offset-max"], offset_max="1 deg")]  # keeps the target's other variables
+    result = reduce(observations[:2], target, makers, store=str(tmp_path / "s.zarr"), scheduler="sync", **OPTIONS).data
+    np.testing.assert_array_equal(target.data["background"].values, kept)
+    # each run adds the target's background inside its own safe mask
+    per_run = [reduce_observation(obs, target, makers, cutout_width="3 deg") for obs in observations[:2]]
+    expected = stack_datasets(per_run, template=make_target()).data
+    np.testing.assert_allclose(result.background.values, expected.background.values, rtol=1e-12)
+    assert result.background.values.max() > 2  # inside both runs' masks
 
 
 def test_a_different_configuration_is_refused(tmp_path, observations):

@@ -100,6 +100,40 @@ def test_on_off_alpha_follows_the_summed_background():
     np.testing.assert_array_equal(stacked.counts, [17, 9])
 
 
+def _deep_copy(dataset):
+    return Cube(dataset.data.copy(deep=True))
+
+
+def test_sums_made_in_place_equal_the_copied_ones(geoms):
+    """``overwrite=True`` (the reduce path) gives the same sums, also where a masked pixel holds NaN or inf."""
+    geom, geom_irf = geoms
+    rng = np.random.default_rng(2)
+    mask = rng.uniform(size=geom.data_shape) > 0.3
+    mask[:, :2] = False  # rows of pixels with no safe bin: exposure zeroed there
+    cube = _cube(rng.poisson(3, geom.data_shape).astype(float), rng.uniform(1, 9, (2, 10, 10)), 1.5, mask, 5, geom, geom_irf, 1)
+    with_nan = _deep_copy(cube)
+    with_nan.data["background"].values[~mask] = np.nan
+    with_nan.data["exposure"].values[:, 0] = np.inf  # a row without a safe bin
+    for dataset in (cube, with_nan):
+        copied = to_sums(dataset.data)
+        before = _deep_copy(dataset).data
+        in_place = to_sums(dataset.data, overwrite=True)
+        for name in copied.data_vars:
+            np.testing.assert_array_equal(in_place[name], copied[name], err_msg=name)
+        assert np.isfinite(in_place.background).all() and np.isfinite(in_place.exposure).all()
+        # the arrays were reused (that is the point), not copied
+        assert np.shares_memory(in_place.counts.values, dataset.data.counts.values)
+        assert not before.equals(dataset.data)
+    # without overwrite the input is left alone, and read-only arrays are never written
+    fresh = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 2.0), 1.0, mask, 5, geom, geom_irf, 2)
+    fresh.data["background"].values.flags.writeable = False
+    kept = _deep_copy(fresh).data
+    to_sums(fresh.data)
+    xr.testing.assert_identical(fresh.data, kept)
+    np.testing.assert_array_equal(to_sums(fresh.data, overwrite=True).background, np.where(mask, 0.5, 0.0))
+    np.testing.assert_array_equal(fresh.data.background, kept.background)
+
+
 def test_pixel_offset_requires_the_same_grid():
     geom = WcsGeom.create(skydir=(0, 0), width=2, binsz=0.1)
     cut = geom.cutout((0.3, -0.2), 0.5)

@@ -109,7 +109,10 @@ class _Template:
         return slices
 
     def cutout(self, position=None, width=None) -> xr.Dataset:
-        """Every map cut around ``position`` (WCS attrs rewritten), in memory; the whole target without ``width``."""
+        """Every map cut around ``position`` (WCS attrs rewritten), in memory; the whole target without ``width``.
+
+        Variables are copies (or read-only views of one value), never views of the target's arrays.
+        """
         pieces = self.footprint(position, width) if width is not None else {}
         sizes = dict(self.sizes)
         headers = {}
@@ -119,7 +122,8 @@ class _Template:
             for dim in dims:
                 sizes[dim] = len(range(*index[dim].indices(self.sizes[dim])))
             headers[dims] = self.grids[dims].slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
-        data = data.load()
+        # a copy: the observation's reduction owns every array it gets (its sums are made in place)
+        data = data.load().copy(deep=True) if data.data_vars else data
         variables = {}
         for name in self.order:
             if name in self.constants:
@@ -194,7 +198,8 @@ def _reduce_part(observations, target, makers, cutout_width, store, wanted):
         for observation in observations:
             obs_id = int(observation.obs_id)
             dataset = reduce_observation(observation, target, makers, cutout_width)
-            for tile, piece in store.split(to_sums(dataset.data)).items():
+            # the dataset's arrays are its own (`_Template.cutout` copies, the makers make new ones)
+            for tile, piece in store.split(to_sums(dataset.data, overwrite=True)).items():
                 if tile.key in wanted[obs_id]:
                     _add_piece(totals.setdefault(tile, ([], {}, {})), obs_id, piece, store.tile_block_shape(tile))
     summed = {}
