@@ -16,9 +16,9 @@ from xgamma.makers import utils
 POINTING = SkyCoord(83.6, 22.0, unit="deg")
 
 
-def _aeff(values=None):
+def _aeff(values=None, n_offset=5):
     energy = MapAxis.from_energy_bounds(0.1, 100, 8, name="energy_true")
-    offset = MapAxis.from_bounds(0, 2.5, 5, name="offset", unit="deg")
+    offset = MapAxis.from_bounds(0, 2.5, n_offset, name="offset", unit="deg")
     if values is None:
         values = np.outer(energy.center.value, 1 - offset.center.value / 3) * 1e5
     coords = {**energy.to_coords(), **offset.to_coords()}
@@ -34,13 +34,14 @@ def test_axes_are_cached_but_the_dict_is_a_copy():
     assert aeff.axes["offset"] == MapAxis.from_coords(aeff.data, "offset")
 
 
-@pytest.mark.parametrize("nan_node", [False, True])
-def test_exposure_equals_evaluate_at_every_pixel(nan_node):
-    """The gather interpolation over offset equals `evaluate`, also where a NaN node spoils only its neighbours."""
-    values = _aeff().data.values.copy()
+@pytest.mark.parametrize("nan_node, n_offset", [(False, 5), (True, 5), (False, 40)])
+def test_exposure_equals_evaluate_at_every_pixel(nan_node, n_offset):
+    """The interpolation over offset equals `evaluate`, with the weight matrix (few finite nodes) or by gathering
+    (many nodes, or a NaN node, which spoils only its neighbours)."""
+    values = _aeff(n_offset=n_offset).data.values.copy()
     if nan_node:
         values[3, 2] = np.nan
-    aeff = _aeff(values)
+    aeff = _aeff(values, n_offset)
     geom = WcsGeom.create(skydir=POINTING, width=7, binsz=0.1)  # reaches beyond the 2.5 deg table
     energy = MapAxis.from_energy_bounds(0.2, 50, 6, name="energy_true")
     exposure = utils.make_exposure(aeff, geom, POINTING, 100.0, energy)

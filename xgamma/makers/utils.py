@@ -378,25 +378,46 @@ def _offset(geom, pointing) -> np.ndarray:
 def _interpolate_offset(irf, table, offset):
     """Interpolate ``table`` (..., noffset), on the IRF's offset nodes, linearly to the pixel ``offset`` (shape S).
 
-    Returns shape ``(...) + S``, the makers' order: gathering the two nodes
-    of every pixel from each row of the small table writes it directly. The
-    same linear interpolation as `interpolate` (equal to rounding, 0 beyond
-    the offset range).
+    Returns shape ``(...) + S``, the makers' order, written directly: the
+    small table times a matrix of interpolation weights, or (a table with a
+    NaN node, or many nodes) the two nodes of every pixel gathered from each
+    row. The same linear interpolation as `interpolate` (equal to rounding,
+    0 beyond the offset range).
     """
     grid = irf._grid()[irf.axis_names.index("offset")]
     offset = np.asarray(offset, dtype=float)
     idx, weight, outside = grid.weights(offset.reshape(-1))
     rows = table.reshape(-1, grid.nodes.size)
-    values = rows.take(idx, axis=1)  # (rows, pixels); a single node: its value everywhere
-    if grid.nodes.size > 1:
-        # lower + w (upper - lower), with the differences taken on the small table: one pass fewer
-        # over the output than (1 - w) lower + w upper
-        step = np.diff(rows, axis=1).take(idx, axis=1)
-        step *= weight
-        values += step
+    if 1 < grid.nodes.size <= _MAX_NODES_FOR_MATRIX and np.isfinite(rows).all():
+        values = rows @ _offset_weights(idx, weight, grid.nodes.size)
+    else:  # one node: its value everywhere; a NaN node spoils only the pixels next to it (in a product, all)
+        values = rows.take(idx, axis=1)  # (rows, pixels)
+        if grid.nodes.size > 1:
+            # lower + w (upper - lower), with the differences taken on the small table
+            step = np.diff(rows, axis=1).take(idx, axis=1)
+            step *= weight
+            values += step
     if not grid.clamp and outside.any():
         values[:, outside] = 0.0
     return values.reshape(table.shape[:-1] + offset.shape)
+
+
+#: Most offset nodes for which `_interpolate_offset` multiplies by a dense weight matrix (nodes x pixels)
+_MAX_NODES_FOR_MATRIX = 32
+
+
+def _offset_weights(idx, weight, n_nodes) -> np.ndarray:
+    """``(n_nodes, npixel)`` matrix of linear interpolation weights: ``1 - w`` on each pixel's lower node, ``w`` on the next.
+
+    A table of rows times it is the interpolation of every row: one BLAS call
+    writes the result, about twice as fast as gathering both nodes for every row.
+    """
+    npixel = idx.size
+    matrix = np.zeros(n_nodes * npixel)
+    pixels = np.arange(npixel)
+    np.put(matrix, idx * npixel + pixels, 1.0 - weight)
+    np.put(matrix, (idx + 1) * npixel + pixels, weight)
+    return matrix.reshape(n_nodes, npixel)
 
 
 def make_exposure(aeff, geom, pointing, livetime, energy_axis_true) -> np.ndarray:
