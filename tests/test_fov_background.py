@@ -35,6 +35,16 @@ def test_norm_is_counts_over_background(method):
     assert "fov_background_norm" not in dataset.data.attrs  # input untouched
 
 
+def test_masked_out_nan_background_does_not_spoil_the_norm():
+    dataset = _dataset(norm=0.8)
+    dataset.data["mask_safe"].values[:, :, :3] = False
+    dataset.data["background"].values[:, :, 0] = np.nan  # outside the safe mask
+    inside = dataset.mask_safe.values
+    expected = dataset.counts.values[inside].sum() / dataset.background.values[inside].sum()
+    out = FoVBackgroundMaker().run(dataset)
+    assert out.data.attrs["fov_background_norm"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_fit_with_tilt_recovers_the_injected_spectrum():
     dataset = _dataset(norm=0.8, tilt=0.2, seed=3)
     out = FoVBackgroundMaker(method="fit", fit_tilt=True).run(dataset)
