@@ -23,6 +23,7 @@ import io
 import os
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import fsspec
@@ -351,12 +352,13 @@ class IRFTable:
     data : dict
         Maps each data column name to ``(array, unit, axis_names)`` where the
         array's dimensions are in the order of ``axis_names`` (GADF names).
-    header : astropy.io.fits.Header
+    keywords : mapping
+        Header values (`HDUData.keywords`: no astropy header is built).
     """
 
     axes: dict
     data: dict
-    header: fits.Header
+    keywords: Mapping
     filename: str
     hdu: str
 
@@ -438,4 +440,4 @@ def read_irf_table(hdu_data: HDUData, axes, data_columns) -> IRFTable:
                 f"{numpy_order} have sizes {expected_shape}"
             )
         data[names[0]] = (values.reshape(expected_shape), columns.get(name, ""), tuple(numpy_order))
-    return IRFTable(axis_values, data, hdu_data.header, path, hdu)
+    return IRFTable(axis_values, data, hdu_data.keywords, path, hdu)
