@@ -6,7 +6,7 @@ import xarray as xr
 
 from xgamma.axes import MapAxis
 from xgamma.datasets.core import Dataset
-from xgamma.datasets.stacking import from_sums, pixel_offset, stack_datasets, to_sums
+from xgamma.datasets.stacking import add_sums, from_sums, pixel_offset, stack_datasets, to_sums
 from xgamma.geom import WcsGeom
 from xgamma.io.stack_store import StackStore
 
@@ -162,6 +162,30 @@ def test_stack_store_never_counts_an_observation_twice(tmp_path, geoms):
     # re-opening with another configuration is refused
     with pytest.raises(ValueError, match="another configuration"):
         StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 2})
+
+
+def test_masks_are_flags_combined_with_or_that_never_overflow(tmp_path, geoms):
+    """260 observations safe in the same bin: the summed flag stays 1 (a uint8 count would wrap to 4)."""
+    geom, geom_irf = geoms
+    mask = np.zeros(geom.data_shape, bool)
+    mask[0] = True
+    cube = _cube(np.ones(geom.data_shape), np.full((2, 10, 10), 10.0), 1.0, mask, 7, geom, geom_irf, 5)
+    sums = to_sums(cube.data)
+    assert sums.mask_safe.dtype == np.uint8
+    total = sums
+    for _ in range(259):
+        total = add_sums(total, sums)
+    np.testing.assert_array_equal(total.mask_safe, mask.astype(np.uint8))
+    np.testing.assert_array_equal(total.counts.isel(energy=0), 260.0)
+    # the store combines the same way: 260 pieces of one tile, in one update and in another
+    store = StackStore.create(str(tmp_path / "s.zarr"), cube.data, {"test": 1}, tile_size=(10, 10), irf_tile_size=(2, 2))
+    tile, piece = next((t, p) for t, p in store.split(sums).items() if t.layer == "main")
+    store.update_tile(tile, [(obs_id, piece) for obs_id in range(130)])
+    store.update_tile(tile, [(obs_id, piece) for obs_id in range(130, 260)])
+    stored = store.read_sums(tile)
+    np.testing.assert_array_equal(stored.mask_safe, mask.astype(np.uint8))
+    np.testing.assert_array_equal(stored.counts.isel(energy=0), 260.0)
+    assert from_sums(stored).mask_safe.values.tolist() == mask.tolist()
 
 
 def test_stack_store_tiles_are_as_equal_as_possible(tmp_path, geoms):

@@ -10,14 +10,15 @@ numbers:
      ``acceptance_off`` and ``background_off`` = alpha x counts_off, zeroed
      outside ``mask_safe``;
    - ``exposure`` zeroed where no energy bin of the pixel is safe;
-   - ``mask_safe`` / ``mask_fit`` as 0/1 integers (summed = OR);
+   - ``mask_safe`` / ``mask_fit`` as 0/1 flags (uint8), combined with OR
+     (`combine`), so that they never overflow;
    - ``psf`` and ``edisp`` times their weight: ``exposure_irf`` x the safe
      mask sampled on the IRF grid (``edisp`` also x the reco-energy mask),
      or for region datasets without an IRF grid the (masked) ``exposure``;
    - ``livetime``.
 
-2. Sums of several datasets add, after placing each on the common grid
-   (`place`: cutouts carry their position in their WCS).
+2. Sums of several datasets add (masks: OR), after placing each on the
+   common grid (`place`: cutouts carry their position in their WCS).
 
 3. `from_sums` turns the sums back into a dataset: masks are ``sum > 0``,
    ``psf`` and ``edisp`` are divided by the summed weights, and for On/Off
@@ -25,8 +26,8 @@ numbers:
    summed acceptances where a bin has no OFF counts), and
    ``acceptance_off = acceptance / alpha``.
 
-Because step 2 is a plain sum, stacking is associative and can be split over
-observations and sky tiles in any order.
+Because step 2 is a plain sum (or OR), stacking is associative and can be
+split over observations and sky tiles in any order.
 """
 
 from __future__ import annotations
@@ -36,14 +37,22 @@ import functools
 import numpy as np
 import xarray as xr
 
-__all__ = ["IRF_SPATIAL", "SPATIAL", "add_sums", "from_sums", "pixel_offset", "place", "stack_datasets", "to_sums"]
+__all__ = ["IRF_SPATIAL", "SPATIAL", "add_sums", "combine", "from_sums", "pixel_offset", "place", "stack_datasets", "to_sums"]
 
 SPATIAL = ("y", "x")
 IRF_SPATIAL = ("y_irf", "x_irf")
 _MASKED = ("counts", "background", "counts_off", "acceptance", "acceptance_off")
 _WEIGHTED = ("psf", "edisp")
-#: variables of a sums dataset that are integer counts of observations
+#: variables of a sums dataset that are 0/1 flags (uint8), combined with OR
 MASK_VARIABLES = ("mask_safe", "mask_fit")
+
+
+def combine(name: str, total: np.ndarray, values: np.ndarray) -> None:
+    """Add the sums ``values`` of variable ``name`` into ``total`` in place (masks: OR)."""
+    if name in MASK_VARIABLES:
+        np.bitwise_or(total, values, out=total)
+    else:
+        np.add(total, values, out=total)
 
 
 def _header(attrs_wcs: str):
@@ -155,7 +164,7 @@ def to_sums(data: xr.Dataset, overwrite=False) -> xr.Dataset:
     -------
     `xarray.Dataset`
         Same dims and attrs; variables as listed above, float64 except the
-        masks (int32).
+        masks (uint8).
     """
     # on bare Variables: broadcasting by dim name without DataArray coordinate alignment (same grid)
     var = {name: data[name].variable for name in data.data_vars}
@@ -172,7 +181,7 @@ def to_sums(data: xr.Dataset, overwrite=False) -> xr.Dataset:
         out["exposure"] = _zeroed(var["exposure"], mask_image, overwrite)
     for name in MASK_VARIABLES:
         if name in var:
-            out[name] = var[name].astype(np.int32)
+            out[name] = var[name].astype(bool).astype(np.uint8)  # 0/1, one byte per bin
     if "exposure_irf" in var:
         irf_mask = _irf_mask(mask_image, var, "exposure_irf") if mask_image is not None else None
         weight = out["exposure_irf"] = _zeroed(var["exposure_irf"], irf_mask, overwrite)
@@ -216,7 +225,7 @@ def add_sums(a: xr.Dataset, b: xr.Dataset) -> xr.Dataset:
         )
     total = a.copy()
     for name in a.data_vars:
-        total[name] = a[name] + b[name]
+        total[name] = (a[name] | b[name]) if name in MASK_VARIABLES else a[name] + b[name]
         total[name].attrs = a[name].attrs
     total.attrs["obs_ids"] = list(a.attrs.get("obs_ids", [])) + list(b.attrs.get("obs_ids", []))
     if "gti" in a.attrs or "gti" in b.attrs:

@@ -52,6 +52,7 @@ from ..datasets.stacking import (
     IRF_SPATIAL,
     MASK_VARIABLES,
     SPATIAL,
+    combine,
     pixel_offset,
     stacked_variables,
 )
@@ -104,7 +105,7 @@ def sums_layout(layout: xr.Dataset) -> dict:
     """The variables of `to_sums` output for a dataset layout: name -> (dims, shape, dtype, attrs)."""
     variables = {}
     for name, var in layout.data_vars.items():
-        dtype = np.dtype(np.int32 if name in MASK_VARIABLES else np.float64)
+        dtype = np.dtype(np.uint8 if name in MASK_VARIABLES else np.float64)
         variables[name] = (var.dims, var.shape, dtype, var.attrs)
     if "counts_off" in layout:
         variables["background_off"] = variables["counts_off"]
@@ -465,7 +466,7 @@ class StackStore:
                     blocks[name][where] = values
                     fresh.discard(name)
                 else:
-                    blocks[name][where] += values
+                    combine(name, blocks[name][where], values)
         sums = self._arrays("sums")
         writes = [(sums[n], (1 - slot, *tile.index(self.arrays[n][0])), blocks[n]) for n in names]
         if finish:

@@ -37,7 +37,7 @@ import xarray as xr
 from dask import delayed
 
 from ..cluster import scheduler_for
-from ..datasets.stacking import IRF_SPATIAL, SPATIAL, to_sums
+from ..datasets.stacking import IRF_SPATIAL, SPATIAL, combine, to_sums
 from ..geom import WcsGeom
 from ..io.stack_store import GTI_KEY, StackStore
 from ..units import to_value
@@ -235,7 +235,7 @@ def _add_piece(total, obs_id, piece, block_shape):
             block = np.zeros(block_shape[name], dtype=held.dtype)
             block[box] = held
             entry[1:] = [block, True]
-        entry[1][where] += values
+        combine(name, entry[1][where], values)
         entry[0] = _union(box, where)
 
 
