@@ -7,6 +7,7 @@ astropy reversed), and the test transposes it to the IRF's dims explicitly.
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.io import fits
 
 from xgamma.irf import (
@@ -80,6 +81,21 @@ def test_values_at_nodes_equal_fits_column(data_dir, case):
     values = irf.evaluate(**dict(zip(irf.axis_names, grids)))
     assert values.unit == irf.unit
     np.testing.assert_allclose(values.value, expected * factor, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("case", TABLE_CASES[:4], ids=_ids(TABLE_CASES[:4]))
+def test_the_labelled_table_is_built_only_when_asked_for(data_dir, case):
+    path, hdu = case[:2]
+    irf = read_irf(data_dir / path, hdu)
+    grids = np.meshgrid(*[axis.center for axis in irf.axes.values()], indexing="ij", sparse=True)
+    before = irf.evaluate(**dict(zip(irf.axis_names, grids)))
+    meta = irf.meta
+    assert irf._data_array is None  # reading and evaluating need no DataArray
+    # built on demand, it is what the DataArray constructor takes and gives back
+    rebuilt = type(irf)(irf.data.copy())
+    xr.testing.assert_identical(rebuilt.data, irf.data)
+    assert rebuilt.meta == meta == irf.meta
+    np.testing.assert_array_equal(rebuilt.evaluate(**dict(zip(irf.axis_names, grids))), before)
 
 
 def test_axes_from_columns(data_dir):

@@ -306,7 +306,7 @@ class Background3D(_Background):
     @property
     def fov_alignment(self) -> str:
         """``RADEC`` or ``ALTAZ``."""
-        return self._data.attrs.get("FOVALIGN", DEFAULT_FOVALIGN)
+        return self._attrs.get("FOVALIGN", DEFAULT_FOVALIGN)
 
     def evaluate(self, energy=None, fov_lon=None, fov_lat=None):
         """Background rate.

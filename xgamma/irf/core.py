@@ -395,10 +395,47 @@ class IRF:
         if "units" not in data.attrs:
             data.attrs["units"] = self.default_unit
         data.attrs.setdefault("hdu_class", self.tag)
-        self._data = data
+        self._data_array, self._parts = data, None
         # derived from the axes only, which are fixed at construction (the table values are not cached)
         self._grids = None
         self._axes = None
+
+    @classmethod
+    def _from_parts(cls, values, attrs: dict, axes: dict):
+        """The IRF of a table (dims in `axis_names` order), its attrs and its axes (dim name -> `MapAxis`).
+
+        The labelled `data` is built only when asked for: the makers need the
+        numbers and axes only, and building a DataArray per IRF and
+        observation costs more than reading its table.
+        """
+        irf = cls.__new__(cls)
+        attrs = dict(attrs)
+        attrs.setdefault("units", cls.default_unit)
+        attrs.setdefault("hdu_class", cls.tag)
+        irf._data_array, irf._parts = None, (values, attrs)
+        irf._axes = {name: axes[name] for name in cls.axis_names}
+        irf._grids = None
+        return irf
+
+    @property
+    def _data(self) -> xr.DataArray:
+        if self._data_array is None:
+            values, attrs = self._parts
+            coords = {}
+            for name in self.axis_names:
+                coords.update(self._axes[name].to_coords())
+            self._data_array, self._parts = xr.DataArray(values, dims=self.axis_names, coords=coords, attrs=attrs), None
+        return self._data_array
+
+    @property
+    def _values(self) -> np.ndarray:
+        """The table values (dims in `axis_names` order), without building `data`."""
+        return self._parts[0] if self._data_array is None else self._data_array.values
+
+    @property
+    def _attrs(self) -> dict:
+        """The attrs of `data`, without building it."""
+        return self._parts[1] if self._data_array is None else self._data_array.attrs
 
     # ---- reading --------------------------------------------------------
     @classmethod
@@ -419,10 +456,9 @@ class IRF:
     def _from_table(cls, table, values, unit, dims, hdu_data):
         """The IRF of one data column, its axes kept as built from the file (not rebuilt from coordinates)."""
         axes = cls._axes_from_table(table, hdu_data)
-        irf = cls(cls._dataarray(table, values, unit, dims, cls.default_unit, hdu_data, axes))
-        by_name = {axis.name: axis for axis in axes.values()}
-        irf._axes = {name: by_name[name] for name in cls.axis_names}
-        return irf
+        values = cls._in_axis_order(values, dims)
+        attrs = cls._table_attrs(unit, cls.default_unit, hdu_data)
+        return cls._from_parts(values, attrs, {axis.name: axis for axis in axes.values()})
 
     @classmethod
     def read(cls, path, hdu):
@@ -447,21 +483,26 @@ class IRF:
         return axes
 
     @classmethod
-    def _dataarray(cls, table, values, unit, dims, default_unit, hdu_data, axes=None) -> xr.DataArray:
-        axes = cls._axes_from_table(table, hdu_data) if axes is None else axes
+    def _dataarray(cls, table, values, unit, dims, default_unit, hdu_data) -> xr.DataArray:
         coords = {}
-        for axis in axes.values():
+        for axis in cls._axes_from_table(table, hdu_data).values():
             coords.update(axis.to_coords())
-        # transpose the array (a view), not the DataArray: one xarray object fewer to build
+        attrs = cls._table_attrs(unit, default_unit, hdu_data)
+        return xr.DataArray(cls._in_axis_order(values, dims), dims=cls.axis_names, coords=coords, attrs=attrs)
+
+    @classmethod
+    def _in_axis_order(cls, values, dims) -> np.ndarray:
+        """A table with dims in the file's order (GADF names ``dims``) as a view in `axis_names` order."""
         file_dims = [cls.gadf_axes[d] for d in dims]
-        values = np.transpose(values, [file_dims.index(name) for name in cls.axis_names])
-        data = xr.DataArray(values, dims=cls.axis_names, coords=coords)
+        return np.transpose(values, [file_dims.index(name) for name in cls.axis_names])
+
+    @classmethod
+    def _table_attrs(cls, unit, default_unit, hdu_data) -> dict:
         try:
-            data.attrs["units"] = unit_string(parse_unit(unit, default_unit))
+            attrs = {"units": unit_string(parse_unit(unit, default_unit))}
         except ValueError as err:
             raise DL3FileError(f"{hdu_data.filename}[{hdu_data.name}]: {err}") from err
-        data.attrs.update(cls._meta_from_header(hdu_data))
-        return data
+        return attrs | cls._meta_from_header(hdu_data)
 
     @classmethod
     def _meta_from_header(cls, hdu_data) -> dict:
@@ -511,23 +552,23 @@ class IRF:
     @property
     def meta(self) -> dict:
         """Header metadata (``attrs`` without ``units``)."""
-        return {k: v for k, v in self._data.attrs.items() if k != "units"}
+        return {k: v for k, v in self._attrs.items() if k != "units"}
 
     @property
     def is_pointlike(self) -> bool:
         """True for point-like IRFs (``HDUCLAS3 = POINT-LIKE``)."""
-        return self._data.attrs.get("hduclas3", "").upper() == "POINT-LIKE"
+        return self._attrs.get("hduclas3", "").upper() == "POINT-LIKE"
 
     @property
     def rad_max(self):
         """Header ``RAD_MAX`` of a point-like IRF as a Quantity in deg, or None."""
-        value = self._data.attrs.get("RAD_MAX")
+        value = self._attrs.get("RAD_MAX")
         return None if value is None else u.Quantity(value, "deg")
 
     @property
     def energy_thresholds(self):
         """``(LO_THRES, HI_THRES)`` in TeV (each None when absent)."""
-        lo, hi = self._data.attrs.get("LO_THRES"), self._data.attrs.get("HI_THRES")
+        lo, hi = self._attrs.get("LO_THRES"), self._attrs.get("HI_THRES")
         return (None if lo is None else lo * u.TeV, None if hi is None else hi * u.TeV)
 
     # ---- evaluation -----------------------------------------------------
@@ -561,7 +602,7 @@ class IRF:
         return np.broadcast_arrays(*[np.asarray(v, dtype=float) for v in values])
 
     def _values_factor(self) -> float:
-        return parse_unit(self._data.attrs.get("units", "")).to(self.unit)
+        return parse_unit(self._attrs.get("units", "")).to(self.unit)
 
     def _table_along(self, **coords):
         """The table in `unit`, interpolated at ``coords`` along the axes named there, on its nodes along the others.
@@ -570,12 +611,12 @@ class IRF:
         `axis_names` order (see `interpolate_along`).
         """
         along = {self.axis_names.index(name): c for name, c in coords.items()}
-        values = interpolate_along(self._grid(), self._data.values, along, values_scale=self.values_scale)
+        values = interpolate_along(self._grid(), self._values, along, values_scale=self.values_scale)
         return values * self._values_factor()
 
     def _evaluate(self, coords):
         """Interpolated values in `output_unit` as plain floats."""
-        values = interpolate(self._grid(), self._data.values, coords, values_scale=self.values_scale)
+        values = interpolate(self._grid(), self._values, coords, values_scale=self.values_scale)
         return values * self._values_factor()
 
     def evaluate(self, **coords):

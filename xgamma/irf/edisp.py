@@ -87,7 +87,7 @@ class EnergyDispersion2D(IRF):
 
     def _normalized(self):
         if getattr(self, "_normalized_copy", None) is None:
-            self._normalized_copy = self if self._data.attrs.get("normalized") else self.normalize()
+            self._normalized_copy = self if self._attrs.get("normalized") else self.normalize()
         return self._normalized_copy
 
     def integral_migra(self) -> xr.DataArray:
@@ -105,8 +105,8 @@ class EnergyDispersion2D(IRF):
 
     def _integral_migra_values(self):
         """`integral_migra` as a plain array (energy_true, offset); NaN values count as 0."""
-        width = self._data.coords["migra_max"].values - self._data.coords["migra_min"].values
-        return np.nansum(self._data.values * width[:, np.newaxis], axis=1)
+        width = self.axes["migra"].bin_width.value
+        return np.nansum(self._values * width[:, np.newaxis], axis=1)
 
     def normalize(self) -> "EnergyDispersion2D":
         """Copy whose density integrates to 1 over migra at every non-empty node.
@@ -119,11 +119,9 @@ class EnergyDispersion2D(IRF):
         """
         integral = self._integral_migra_values()[:, np.newaxis, :]
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = self._data.values / np.where(integral > 0, integral, np.nan)
+            values = self._values / np.where(integral > 0, integral, np.nan)
         values[np.isnan(values)] = 0.0
-        data = self._data.copy(data=values)  # plain arrays: xarray arithmetic costs more than the numbers
-        data.attrs = dict(self._data.attrs, normalized=True)
-        return type(self)(data)
+        return type(self)._from_parts(values, dict(self._attrs, normalized=True), self.axes)
 
     def _migra_cdf(self, energy_true, offset):
         """Cumulative probability at the migra edges, shape ``energy_true.shape + (nmigra + 1,)``.

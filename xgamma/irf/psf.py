@@ -142,7 +142,7 @@ class PSFTable(_PSF):
     def _profiles(self, energy, offset):
         """Density (sr-1) at every rad bin, shape ``energy.shape + (nrad,)``."""
         grids = self._grid()[:2]
-        return interpolate(grids, self._data.values, [energy, offset]) * self._values_factor()
+        return interpolate(grids, self._values, [energy, offset]) * self._values_factor()
 
     def _annuli(self):
         rad = self.axes["rad"]
