@@ -9,6 +9,7 @@ import xarray as xr
 from astropy.coordinates import SkyCoord
 
 from xgamma.axes import MapAxis
+from xgamma.datasets.core import with_values
 from xgamma.datasets.map import MapDataset
 from xgamma.geom import WcsGeom
 
@@ -109,3 +110,14 @@ def test_zarr_round_trip(template, tmp_path, where):
     xr.testing.assert_identical(back.data, dataset.data)
     assert back == dataset
     assert back.geom == dataset.geom and back.geom_irf == dataset.geom_irf
+
+
+def test_with_values_replaces_only_the_given_values():
+    geom = WcsGeom.create(skydir=(0, 0), width=1, binsz=0.5, axes=[MapAxis.from_energy_bounds(1, 10, 2)])
+    dataset = MapDataset.create(geom, name="a")
+    new = np.full(geom.data_shape, 3.0)
+    out = with_values(dataset.data, {"counts": new})
+    assert out.counts.values is new and (dataset.counts.values == 0).all()
+    assert out.counts.attrs == dataset.counts.attrs and out.attrs == dataset.data.attrs
+    assert out.background.values is dataset.background.values  # the others are shared, not copied
+    xr.testing.assert_identical(out.drop_vars("counts"), dataset.data.drop_vars("counts"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -9,6 +10,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import minimize
 
+from ..datasets.core import with_values
 from ..geom import WcsGeom
 
 __all__ = ["FoVBackgroundMaker"]
@@ -104,12 +106,11 @@ class FoVBackgroundMaker:
             energy = dataset.energy_axis.center.to_value("TeV")[:, None, None]
             factor = np.broadcast_to(energy, counts.shape)[mask]
             norm, tilt = _fit_norm_tilt(counts[mask], background[mask], factor, norm)
-        out = dataset.copy(deep=False)  # only the background is replaced
         scale = norm * dataset.energy_axis.center.to_value("TeV")[:, None, None] ** -tilt
         stored = dataset.data["background"]
         per_energy = scale[:, 0, 0].reshape([-1 if d == "energy" else 1 for d in stored.dims])
-        out.data["background"] = stored.copy(data=stored.values * per_energy)
-        out.data.attrs["fov_background_norm"] = float(norm)
+        out = type(dataset)(with_values(dataset.data, {"background": stored.values * per_energy}))  # only that replaced
+        out.data.attrs = dict(copy.deepcopy(dataset.data.attrs), fov_background_norm=float(norm))
         if self.method == "fit" and self.fit_tilt:
             out.data.attrs["fov_background_tilt"] = float(tilt)
         return out

@@ -33,6 +33,7 @@ import xarray as xr
 from astropy.coordinates import SkyCoord
 
 from ..axes import MapAxis
+from ..datasets.core import with_values
 from ..geom import WcsGeom
 from ..units import quantity, to_value
 
@@ -353,8 +354,11 @@ class SafeMaskMaker:
         }
         for method in methods:
             mask &= _on_dims_of(makers[method](), template)
-        data = dataset.data.copy()
-        data["mask_safe"] = template.copy(data=mask)
+        if "mask_safe" in dataset.data:
+            data = with_values(dataset.data, {"mask_safe": mask})
+        else:
+            data = dataset.data.copy()
+            data["mask_safe"] = template.copy(data=mask)
         data["mask_safe"].attrs = dict(template.attrs, units="")
         return type(dataset)(data)
 
