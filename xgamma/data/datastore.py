@@ -33,11 +33,25 @@ from astropy.coordinates import SkyCoord, angular_separation
 from astropy.table import Table
 from astropy.time import Time
 
-from xgamma.io.fits import DL3FileError, read_hdus
-from xgamma.units import to_value
-
-from ._utils import LOCATION_KEYWORDS, TIME_KEYWORDS, dirname, exists, is_url, join_path, json_value, normalise_path
-from .observation import IRF_TYPES, HDULocation, MissingHDUError, Observation, Observations
+from ..io.fits import DL3FileError, read_hdus
+from ..units import to_value
+from ._utils import (
+    LOCATION_KEYWORDS,
+    TIME_KEYWORDS,
+    dirname,
+    exists,
+    is_url,
+    join_path,
+    json_value,
+    normalise_path,
+)
+from .observation import (
+    IRF_TYPES,
+    HDULocation,
+    MissingHDUError,
+    Observation,
+    Observations,
+)
 from .time import time_ref_from_header, time_to_met
 
 __all__ = ["DataStore", "REQUIRED_IRF"]

@@ -25,11 +25,16 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord, angular_separation
 from astropy.time import Time
 
-from xgamma.io.fits import DL3FileError
-from xgamma.units import to_value
-
+from ..io.fits import DL3FileError
+from ..units import to_value
 from ._utils import header_to_dict
-from .time import met_to_time, time_ref_attrs, time_ref_attrs_from_time, time_ref_from_attrs, time_to_met
+from .time import (
+    met_to_time,
+    time_ref_attrs,
+    time_ref_attrs_from_time,
+    time_ref_from_attrs,
+    time_to_met,
+)
 
 __all__ = ["EventList", "REQUIRED_EVENT_COLUMNS"]
 

@@ -13,9 +13,14 @@ import xarray as xr
 from astropy import units as u
 from astropy.time import Time
 
-from xgamma.io.fits import DL3FileError
-
-from .time import met_to_time, time_ref_attrs, time_ref_attrs_from_time, time_ref_from_attrs, time_to_met
+from ..io.fits import DL3FileError
+from .time import (
+    met_to_time,
+    time_ref_attrs,
+    time_ref_attrs_from_time,
+    time_ref_from_attrs,
+    time_to_met,
+)
 
 __all__ = ["GTI"]
 

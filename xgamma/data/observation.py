@@ -32,8 +32,7 @@ from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.io import fits
 from astropy.time import Time
 
-from xgamma.io.fits import DL3FileError, read_hdus
-
+from ..io.fits import DL3FileError, read_hdus
 from ._utils import LOCATION_KEYWORDS, header_float
 from .events import EventList
 from .gti import GTI
@@ -467,7 +466,7 @@ class Observation:
     def _irf(self, hdu_type):
         if hdu_type not in self.locations:
             return None
-        from xgamma.irf import load_irf
+        from ..irf import load_irf
 
         location = self.locations[hdu_type]
 
@@ -562,8 +561,8 @@ def _constant_rad_max(value, aeff):
     """A `xgamma.irf.RadMax2D` holding one cut ``value`` (deg) over the range of ``aeff``'s axes."""
     import xarray as xr
 
-    from xgamma.axes import MapAxis
-    from xgamma.irf import RadMax2D
+    from ..axes import MapAxis
+    from ..irf import RadMax2D
 
     axes = aeff.axes
     energy, offset = axes["energy_true"], axes["offset"]

@@ -17,7 +17,7 @@ import numpy as np
 from astropy import units as u
 from astropy.time import Time, TimeDelta
 
-from xgamma.io.fits import DL3FileError
+from ..io.fits import DL3FileError
 
 __all__ = [
     "time_ref_from_header",

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xgamma.modeling.parameter import Parameter, Parameters
-
+from ..modeling.parameter import Parameter, Parameters
 from .backends import get_backend
 from .objective import Objective
 from .profile import scan_values

@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 from astropy.table import Table
 
-from xgamma.modeling.parameter import Parameter, Parameters
+from ..modeling.parameter import Parameter, Parameters
 
 __all__ = ["Objective", "parameter_labels"]
 

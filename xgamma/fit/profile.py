@@ -7,7 +7,7 @@ import math
 import astropy.units as u
 import numpy as np
 
-from xgamma.modeling.parameter import Parameter
+from ..modeling.parameter import Parameter
 
 __all__ = ["scan_values"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from xgamma.modeling.parameter import Parameters
+from ..modeling.parameter import Parameters
 
 __all__ = ["CovarianceResult", "FitResult", "OptimizeResult"]
 
