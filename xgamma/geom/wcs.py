@@ -181,9 +181,6 @@ def _grid_cache(text, npix) -> dict:
     return {}
 
 
-#: Largest grid (pixels) whose pixel centres `WcsGeom.slice_by_idx` keeps for its cutouts (16 MB of coordinates)
-_MAX_CACHED_PARENT_PIXELS = 1_000_000
-
 #: (header text, npix) -> image geometry: map attrs repeat the same few headers, parse each once
 _HEADER_GEOMS: collections.OrderedDict = collections.OrderedDict()
 _HEADER_GEOMS_SIZE = 256
@@ -659,10 +656,10 @@ class WcsGeom:
             "NAXIS1": npix[0], "NAXIS2": npix[1], "CRPIX1": float(wcs.wcs.crpix[0]), "CRPIX2": float(wcs.wcs.crpix[1]),
         })
         geom._keep_header_string(text)
-        if self._npix[0] * self._npix[1] <= _MAX_CACHED_PARENT_PIXELS:
-            # the pixel centres are the parent's (computed once for all cutouts of a target), shared with
-            # the grids `from_header` reads from this text
-            lon, lat = self.get_coord()
+        if "coord" in self._cache:
+            # the pixel centres are the parent's (known already, e.g. for many cutouts of one target), shared
+            # with the grids `from_header` reads from this text
+            lon, lat = self._cache["coord"]
             y, x = slice(*norm["y"]), slice(*norm["x"])
             geom._cache = _grid_cache(text, npix)
             geom._cache.setdefault("coord", (lon[y, x], lat[y, x]))

@@ -46,6 +46,9 @@ __all__ = ["ReductionError", "reduce", "reduce_observation"]
 
 log = logging.getLogger(__name__)
 
+#: Largest target grid (pixels) whose pixel centres the cutouts share (16 MB of coordinates)
+_MAX_SHARED_COORD_PIXELS = 1_000_000
+
 
 class ReductionError(RuntimeError):
     """Reducing one observation failed; the message names it."""
@@ -121,7 +124,10 @@ class _Template:
             data = data.isel(index, missing_dims="ignore")
             for dim in dims:
                 sizes[dim] = len(range(*index[dim].indices(self.sizes[dim])))
-            headers[dims] = self.grids[dims].slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
+            grid = self.grids[dims]
+            if grid.npix[0] * grid.npix[1] <= _MAX_SHARED_COORD_PIXELS:
+                grid.get_coord()  # once per target: every cutout's pixel centres are then a slice of these
+            headers[dims] = grid.slice_by_idx({"y": index[dims[0]], "x": index[dims[1]]}).to_header_string()
         # a copy: the observation's reduction owns every array it gets (its sums are made in place)
         data = data.load().copy(deep=True) if data.data_vars else data
         variables = {}
